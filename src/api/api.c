@@ -1,0 +1,615 @@
+#include "api/api.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "api/fhir.h"
+#include "audit/audit.h"
+#include "core/log.h"
+#include "crypto/ca.h"
+#include "crypto/crypto.h"
+#include "net/tls.h"
+
+struct vg_api {
+    struct event_base *base;
+    SSL_CTX *tls;
+    const struct vg_config *cfg;
+    struct vg_store *st;
+    struct vg_broker *broker;
+    struct evhttp *http;
+    char ca_cert[PATH_MAX], ca_key[PATH_MAX];
+    char base_url[160];
+    char *ca_pem; /* handed out with every enrollment */
+};
+
+/* What one request carries through its handler. */
+struct req {
+    struct vg_api *api;
+    struct evhttp_request *r;
+    char principal[VG_ID_MAX + 1];
+    char role[VG_ROLE_MAX];
+    char actor[VG_ID_MAX + 16];
+    char source[64];
+};
+
+/* ---- responses ---- */
+
+static void send_json(struct req *q, int status, const char *reason, json_t *body,
+                      const char *content_type)
+{
+    struct evbuffer *out = evbuffer_new();
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text) {
+        evbuffer_add(out, text, strlen(text));
+        evbuffer_add(out, "\n", 1);
+        sodium_memzero(text, strlen(text));
+        free(text);
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
+    evhttp_add_header(h, "Content-Type", content_type);
+    /* Responses may hold PHI or a private key: never cache them. */
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_send_reply(q->r, status, reason, out);
+    evbuffer_free(out);
+}
+
+static void ok(struct req *q, int status, json_t *body)
+{
+    send_json(q, status, status == 201 ? "Created" : "OK", body, "application/json");
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error";
+    }
+}
+
+/* RFC 9457 problem details. 'detail' must not carry PHI or secrets. */
+static void problem(struct req *q, int status, const char *title, const char *detail)
+{
+    json_t *p = json_pack("{s:s, s:s, s:i}", "type", "about:blank", "title", title, "status",
+                          status);
+    if (detail)
+        json_object_set_new(p, "detail", json_string(detail));
+    if (status == 401)
+        evhttp_add_header(evhttp_request_get_output_headers(q->r), "WWW-Authenticate",
+                          "Bearer realm=\"vigil\"");
+    send_json(q, status, reason_phrase(status), p, "application/problem+json");
+}
+
+/* ---- audit ---- */
+
+static int audit_now(struct req *q, const char *action, const char *target, const char *outcome,
+                     const char *detail)
+{
+    struct vg_audit_event ev = {0, q->actor, action, target, outcome, detail, q->source};
+    return vg_audit_append(q->api->st, &ev);
+}
+
+/* An audit record in a transaction of its own (refusals, reads). */
+static int audit_alone(struct req *q, const char *action, const char *target,
+                       const char *outcome, const char *detail)
+{
+    if (vg_store_begin(q->api->st) != VG_STORE_OK)
+        return -1;
+    if (audit_now(q, action, target, outcome, detail) != VG_STORE_OK ||
+        vg_store_commit(q->api->st) != VG_STORE_OK) {
+        vg_store_rollback(q->api->st);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- request helpers ---- */
+
+/* Parses the JSON body: an object with exactly the members listed. */
+static json_t *read_body(struct req *q, const char *const *allowed)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(q->r);
+    size_t len = evbuffer_get_length(in);
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(q->r), "Content-Type");
+    if (!ct || strncmp(ct, "application/json", 16) != 0) {
+        problem(q, 415, "Body must be application/json", NULL);
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb((const char *)evbuffer_pullup(in, (ev_ssize_t)len), len,
+                              JSON_REJECT_DUPLICATES, &jerr);
+    if (!body || !json_is_object(body)) {
+        json_decref(body);
+        problem(q, 400, "Body is not a JSON object", NULL);
+        return NULL;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(body, key, val)
+    {
+        int known = 0;
+        for (const char *const *a = allowed; *a; a++)
+            known |= !strcmp(*a, key);
+        if (!known) {
+            json_decref(body);
+            problem(q, 400, "Unknown member in body", "the body has a member this route does not take");
+            return NULL;
+        }
+    }
+    return body;
+}
+
+/* A required string member that is a valid id. */
+static const char *body_id(struct req *q, json_t *body, const char *name)
+{
+    const char *v = json_string_value(json_object_get(body, name));
+    if (!v || !vg_id_valid(v)) {
+        char d[160];
+        snprintf(d, sizeof d,
+                 "'%s' must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit",
+                 name);
+        problem(q, 400, "Invalid identifier", d);
+        return NULL;
+    }
+    return v;
+}
+
+static int authenticate(struct req *q)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(q->r), "Authorization");
+    const char *why = NULL;
+    if (!h)
+        why = "no Authorization header";
+    else if (strncmp(h, "Bearer ", 7) != 0 || strlen(h + 7) > 256)
+        why = "Authorization is not a bearer token";
+    if (!why) {
+        uint8_t hash[VG_SHA256_BYTES];
+        vg_token_hash(h + 7, strlen(h + 7), hash);
+        int rc = vg_store_token_lookup(q->api->st, hash, vg_now_ms(), q->principal, q->role);
+        if (rc == VG_STORE_OK) {
+            snprintf(q->actor, sizeof q->actor, "user:%s", q->principal);
+            return 0;
+        }
+        why = rc == VG_STORE_NOT_FOUND ? "unknown, expired or revoked token" : "token store unavailable";
+    }
+    vg_log_warn("api: %s %s refused from %s: %s", evhttp_request_get_command(q->r) == EVHTTP_REQ_GET ? "GET" : "request",
+                evhttp_uri_get_path(evhttp_request_get_evhttp_uri(q->r)), q->source, why);
+    (void)audit_alone(q, "api.auth", "", "refused", why);
+    problem(q, 401, "Authentication required", "send a valid bearer token");
+    return -1;
+}
+
+/* ---- routes ---- */
+
+static void post_patient(struct req *q)
+{
+    static const char *const allowed[] = {"id", NULL};
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    const char *id = body_id(q, body, "id");
+    if (!id) {
+        json_decref(body);
+        return;
+    }
+    char target[VG_ID_MAX + 16];
+    snprintf(target, sizeof target, "patient:%s", id);
+    struct vg_store *st = q->api->st;
+    int rc = vg_store_begin(st);
+    if (!rc)
+        rc = vg_store_patient_add(st, id, vg_now_ms());
+    if (!rc)
+        rc = audit_now(q, "patient.create", target, "success", "");
+    if (!rc)
+        rc = vg_store_commit(st);
+    if (rc) {
+        vg_store_rollback(st);
+        if (rc == VG_STORE_EXISTS)
+            problem(q, 409, "Patient already exists", NULL);
+        else
+            problem(q, 503, "Store unavailable", NULL);
+    } else {
+        vg_log_info("api: %s created patient %s", q->principal, id);
+        ok(q, 201, json_pack("{s:s}", "id", id));
+    }
+    json_decref(body);
+}
+
+static void post_device(struct req *q)
+{
+    static const char *const allowed[] = {"id", NULL};
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    const char *id = body_id(q, body, "id");
+    if (!id) {
+        json_decref(body);
+        return;
+    }
+    struct vg_device_info dev;
+    struct vg_store *st = q->api->st;
+    if (vg_store_device_get(st, id, &dev) == VG_STORE_OK) {
+        problem(q, 409, "Device already enrolled", NULL);
+        json_decref(body);
+        return;
+    }
+    struct vg_ca_issued iss = {0};
+    char err[256];
+    if (vg_ca_issue_client(q->api->ca_cert, q->api->ca_key, id, q->api->cfg->device_cert_days,
+                           &iss, err, sizeof err) != 0) {
+        vg_log_error("api: cannot issue a certificate for %s: %s", id, err);
+        problem(q, 500, "Cannot issue device certificate", NULL);
+        json_decref(body);
+        return;
+    }
+    memset(&dev, 0, sizeof dev);
+    vg_strlcpy(dev.id, id, sizeof dev.id);
+    vg_strlcpy(dev.status, "active", sizeof dev.status);
+    vg_strlcpy(dev.cert_serial, iss.serial_hex, sizeof dev.cert_serial);
+    vg_strlcpy(dev.cert_fingerprint, iss.fingerprint_hex, sizeof dev.cert_fingerprint);
+    dev.enrolled_ms = vg_now_ms();
+    dev.cert_not_after_ms = iss.not_after * 1000;
+    char target[VG_ID_MAX + 16], detail[128];
+    snprintf(target, sizeof target, "device:%s", id);
+    snprintf(detail, sizeof detail, "certificate serial %s", iss.serial_hex);
+    int rc = vg_store_begin(st);
+    if (!rc)
+        rc = vg_store_device_add(st, &dev);
+    if (!rc)
+        rc = audit_now(q, "device.enroll", target, "success", detail);
+    if (!rc)
+        rc = vg_store_commit(st);
+    if (rc) {
+        vg_store_rollback(st);
+        problem(q, rc == VG_STORE_EXISTS ? 409 : 503,
+                rc == VG_STORE_EXISTS ? "Device already enrolled" : "Store unavailable", NULL);
+    } else {
+        char exp[32];
+        vg_time_format(dev.cert_not_after_ms, exp);
+        vg_log_info("api: %s enrolled device %s (serial %s)", q->principal, id, iss.serial_hex);
+        /* The private key goes to the caller once and is never stored. */
+        ok(q, 201,
+           json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "certificate", iss.cert_pem,
+                     "private_key", iss.key_pem, "ca", q->api->ca_pem, "serial", iss.serial_hex, "expires", exp));
+    }
+    vg_ca_issued_free(&iss);
+    json_decref(body);
+}
+
+static void put_assignment(struct req *q, const char *device)
+{
+    static const char *const allowed[] = {"patient", NULL};
+    if (!vg_id_valid(device)) {
+        problem(q, 404, "No such device", NULL);
+        return;
+    }
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    const char *patient = body_id(q, body, "patient");
+    if (!patient) {
+        json_decref(body);
+        return;
+    }
+    struct vg_store *st = q->api->st;
+    char target[VG_ID_MAX + 16], detail[VG_ID_MAX + 32];
+    snprintf(target, sizeof target, "device:%s", device);
+    snprintf(detail, sizeof detail, "assigned to patient:%s", patient);
+    int rc = vg_store_begin(st);
+    if (!rc)
+        rc = vg_store_device_assign(st, device, patient, vg_now_ms());
+    if (!rc)
+        rc = audit_now(q, "device.assign", target, "success", detail);
+    if (!rc)
+        rc = vg_store_commit(st);
+    if (rc) {
+        char why[256];
+        vg_strlcpy(why, vg_store_errmsg(st), sizeof why);
+        vg_store_rollback(st);
+        if (rc == VG_STORE_NOT_FOUND)
+            problem(q, 404, strstr(why, "patient") ? "No such patient" : "No such device", NULL);
+        else
+            problem(q, 503, "Store unavailable", NULL);
+        json_decref(body);
+        return;
+    }
+    vg_log_info("api: %s assigned device %s to patient %s", q->principal, device, patient);
+    ok(q, 200, json_pack("{s:s, s:s}", "device", device, "patient", patient));
+    json_decref(body);
+}
+
+struct collect {
+    struct vg_obs *obs;
+    size_t n, cap;
+};
+
+static int collect_obs(void *ctx, const struct vg_obs *o)
+{
+    struct collect *c = ctx;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        struct vg_obs *grown = realloc(c->obs, cap * sizeof *grown);
+        if (!grown)
+            return 1;
+        c->obs = grown;
+        c->cap = cap;
+    }
+    c->obs[c->n++] = *o;
+    return 0;
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    int64_t ta = ((const struct vg_obs *)a)->reading.time_ms;
+    int64_t tb = ((const struct vg_obs *)b)->reading.time_ms;
+    return ta < tb ? 1 : ta > tb ? -1 : 0;
+}
+
+/* How many stored rows one search examines at most before sorting; the
+ * store issue replaces this with indexed date search and paging. */
+#define OBS_SCAN_MAX 100000
+
+static void get_observations(struct req *q, const struct evhttp_uri *uri)
+{
+    struct evkeyvalq params;
+    const char *query = evhttp_uri_get_query(uri);
+    if (evhttp_parse_query_str(query ? query : "", &params) != 0) {
+        problem(q, 400, "Malformed query string", NULL);
+        return;
+    }
+    const char *patient = NULL, *code = NULL;
+    long count = 100;
+    int bad = 0;
+    char bad_why[128] = "";
+    for (struct evkeyval *kv = params.tqh_first; kv; kv = kv->next.tqe_next) {
+        if (!strcmp(kv->key, "patient") || !strcmp(kv->key, "subject")) {
+            patient = kv->value;
+            if (!strncmp(patient, "Patient/", 8))
+                patient += 8;
+        } else if (!strcmp(kv->key, "code")) {
+            const char *bar = strchr(kv->value, '|');
+            if (bar && strncmp(kv->value, "http://loinc.org|", 17) != 0) {
+                bad = 1;
+                snprintf(bad_why, sizeof bad_why, "only LOINC codes (http://loinc.org|CODE) are stored");
+            }
+            code = bar ? bar + 1 : kv->value;
+        } else if (!strcmp(kv->key, "_count")) {
+            char *end;
+            count = strtol(kv->value, &end, 10);
+            if (*end || count < 1 || count > 1000) {
+                bad = 1;
+                snprintf(bad_why, sizeof bad_why, "_count must be an integer from 1 to 1000");
+            }
+        } else {
+            bad = 1;
+            snprintf(bad_why, sizeof bad_why, "unsupported search parameter");
+        }
+    }
+    if (!bad && (!patient || !vg_id_valid(patient))) {
+        bad = 1;
+        snprintf(bad_why, sizeof bad_why, "the 'patient' parameter with a valid patient id is required");
+    }
+    if (bad) {
+        evhttp_clear_headers(&params);
+        problem(q, 400, "Invalid search", bad_why);
+        return;
+    }
+    char target[VG_ID_MAX + 16];
+    snprintf(target, sizeof target, "patient:%s", patient);
+    if (vg_store_patient_exists(q->api->st, patient) != VG_STORE_OK) {
+        (void)audit_alone(q, "obs.read", target, "failure", "no such patient");
+        evhttp_clear_headers(&params);
+        problem(q, 404, "No such patient", NULL);
+        return;
+    }
+    struct collect c = {0};
+    struct vg_obs_query oq = {patient, code, OBS_SCAN_MAX};
+    int n = vg_store_obs_query(q->api->st, &oq, collect_obs, &c);
+    if (n < 0) {
+        sodium_memzero(c.obs, c.cap * sizeof *c.obs);
+        free(c.obs);
+        const char *why = n == VG_STORE_INTEGRITY ? "a stored reading failed its integrity check"
+                                                  : "store unavailable";
+        vg_log_error("api: reading observations of %s failed: %s", patient, vg_store_errmsg(q->api->st));
+        (void)audit_alone(q, "obs.read", target, "failure", why);
+        evhttp_clear_headers(&params);
+        problem(q, n == VG_STORE_INTEGRITY ? 500 : 503,
+                n == VG_STORE_INTEGRITY ? "Integrity check failed" : "Store unavailable", why);
+        return;
+    }
+    qsort(c.obs, c.n, sizeof *c.obs, newest_first);
+    size_t shown = c.n < (size_t)count ? c.n : (size_t)count;
+    char detail[160];
+    snprintf(detail, sizeof detail, "FHIR Observation search%s%s: %zu of %zu results",
+             code ? " code=" : "", code ? code : "", shown, c.n);
+    /* Audit before disclosure: no record, no data (invariant 4). */
+    if (audit_alone(q, "obs.read", target, "success", detail) != 0) {
+        sodium_memzero(c.obs, c.cap * sizeof *c.obs);
+        free(c.obs);
+        evhttp_clear_headers(&params);
+        problem(q, 503, "Audit trail unavailable", "patient data is not served without an audit record");
+        return;
+    }
+    json_t *entries = json_array();
+    for (size_t i = 0; i < shown; i++)
+        json_array_append_new(entries, vg_fhir_observation(&c.obs[i]));
+    sodium_memzero(c.obs, c.cap * sizeof *c.obs);
+    free(c.obs);
+    char self[512];
+    snprintf(self, sizeof self, "%s/fhir/Observation%s%s", q->api->base_url, query ? "?" : "",
+             query ? query : "");
+    evhttp_clear_headers(&params);
+    send_json(q, 200, "OK", vg_fhir_searchset(entries, q->api->base_url, c.n, self),
+              "application/fhir+json");
+}
+
+static void get_stats(struct req *q)
+{
+    struct vg_broker_stats s;
+    vg_broker_stats(q->api->broker, &s);
+    ok(q, 200,
+       json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections_open",
+                 (json_int_t)s.connections_open, "connections_accepted",
+                 (json_int_t)s.connections_accepted, "connections_refused",
+                 (json_int_t)s.connections_refused, "publishes", (json_int_t)s.publishes,
+                 "readings_stored", (json_int_t)s.readings_stored, "readings_refused",
+                 (json_int_t)s.readings_refused, "publishes_refused",
+                 (json_int_t)s.publishes_refused, "protocol_errors",
+                 (json_int_t)s.protocol_errors));
+}
+
+static void route(struct evhttp_request *r, void *arg)
+{
+    struct req q = {.api = arg, .r = r};
+    struct evhttp_connection *conn = evhttp_request_get_connection(r);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    if (bev)
+        vg_tls_peer_addr(bufferevent_getfd(bev), q.source, sizeof q.source);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r);
+    const char *path = evhttp_uri_get_path(uri);
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(r);
+    if (!path)
+        path = "/";
+
+    if (!strcmp(path, "/healthz")) {
+        if (cmd != EVHTTP_REQ_GET)
+            problem(&q, 405, "Method not allowed", NULL);
+        else
+            ok(&q, 200, json_pack("{s:s}", "status", "ok"));
+        return;
+    }
+    if (authenticate(&q) != 0)
+        return;
+
+    static const char dev_prefix[] = "/api/v1/devices/";
+    size_t dlen = sizeof dev_prefix - 1;
+    if (!strcmp(path, "/api/v1/patients")) {
+        if (cmd == EVHTTP_REQ_POST)
+            post_patient(&q);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+    } else if (!strcmp(path, "/api/v1/devices")) {
+        if (cmd == EVHTTP_REQ_POST)
+            post_device(&q);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+    } else if (!strncmp(path, dev_prefix, dlen) && strlen(path) > dlen + 8 &&
+               !strcmp(path + strlen(path) - 8, "/patient")) {
+        char device[VG_ID_MAX + 2];
+        size_t idlen = strlen(path) - dlen - 8;
+        if (idlen > VG_ID_MAX) {
+            problem(&q, 404, "No such device", NULL);
+            return;
+        }
+        memcpy(device, path + dlen, idlen);
+        device[idlen] = '\0';
+        if (cmd == EVHTTP_REQ_PUT)
+            put_assignment(&q, device);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+    } else if (!strcmp(path, "/fhir/Observation")) {
+        if (cmd == EVHTTP_REQ_GET)
+            get_observations(&q, uri);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+    } else if (!strcmp(path, "/api/v1/stats")) {
+        get_stats(&q);
+    } else {
+        problem(&q, 404, "No such route", NULL);
+    }
+}
+
+static struct bufferevent *make_bev(struct event_base *base, void *arg)
+{
+    struct vg_api *api = arg;
+    SSL *ssl = SSL_new(api->tls);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (bev)
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+struct vg_api *vg_api_new(struct event_base *base, SSL_CTX *tls, const struct vg_config *cfg,
+                          struct vg_store *st, const char *datadir, struct vg_broker *broker)
+{
+    struct vg_api *api = calloc(1, sizeof *api);
+    if (!api)
+        return NULL;
+    api->base = base;
+    api->tls = tls;
+    api->cfg = cfg;
+    api->st = st;
+    api->broker = broker;
+    snprintf(api->ca_cert, sizeof api->ca_cert, "%s/pki/ca.pem", datadir);
+    snprintf(api->ca_key, sizeof api->ca_key, "%s/pki/ca.key", datadir);
+    FILE *f = fopen(api->ca_cert, "re");
+    if (f) {
+        api->ca_pem = calloc(1, 16384);
+        size_t n = api->ca_pem ? fread(api->ca_pem, 1, 16383, f) : 0;
+        (void)n;
+        fclose(f);
+    }
+    api->http = evhttp_new(base);
+    if (!api->http || !api->ca_pem) {
+        if (api->http)
+            evhttp_free(api->http);
+        free(api->ca_pem);
+        free(api);
+        return NULL;
+    }
+    evhttp_set_bevcb(api->http, make_bev, api);
+    evhttp_set_gencb(api->http, route, api);
+    evhttp_set_max_body_size(api->http, (ev_ssize_t)cfg->max_http_body_bytes);
+    evhttp_set_max_headers_size(api->http, 16384);
+    evhttp_set_timeout(api->http, 30);
+    evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                              EVHTTP_REQ_DELETE);
+    return api;
+}
+
+int vg_api_listen(struct vg_api *api, const char *addr, char *err, size_t err_size)
+{
+    char host[128], port[16];
+    if (vg_config_split_addr(addr, host, sizeof host, port, sizeof port) != 0) {
+        snprintf(err, err_size, "API listen address '%s': expected ADDR:PORT", addr);
+        return -1;
+    }
+    if (!evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)strtol(port, NULL, 10))) {
+        snprintf(err, err_size, "cannot listen for HTTPS on %s", addr);
+        return -1;
+    }
+    snprintf(api->base_url, sizeof api->base_url, strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s",
+             host, port);
+    return 0;
+}
+
+void vg_api_free(struct vg_api *api)
+{
+    if (!api)
+        return;
+    evhttp_free(api->http);
+    free(api->ca_pem);
+    free(api);
+}

@@ -1,0 +1,449 @@
+/* API client subcommands: patient, device, obs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "cli/cli.h"
+#include "core/config.h"
+#include "ingest/reading.h"
+
+const char vg_cli_conn_help[] =
+    "Connection (one of):\n"
+    "  -d, --data-dir DIR     use DIR's vigil.conf, admin.token and pki/ca.pem\n"
+    "  --server URL           https://HOST:PORT of the API (env VIGIL_SERVER)\n"
+    "  --token-file FILE      file holding the bearer token (env VIGIL_TOKEN holds\n"
+    "                         the token itself)\n"
+    "  --cacert FILE          vigil's CA certificate (env VIGIL_CACERT)\n"
+    "Explicit options win over the environment, which wins over -d.\n";
+
+int vg_cli_conn_option(struct vg_cli_conn *c, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    const char **slot = NULL;
+    if (!strcmp(a, "-d") || !strcmp(a, "--data-dir"))
+        slot = &c->datadir;
+    else if (!strcmp(a, "--server"))
+        slot = &c->server;
+    else if (!strcmp(a, "--token-file"))
+        slot = &c->token_file;
+    else if (!strcmp(a, "--cacert"))
+        slot = &c->cacert;
+    if (!slot)
+        return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "vigil: %s needs a value\n", a);
+        return -1;
+    }
+    *slot = argv[++*i];
+    return 1;
+}
+
+static int read_token(const char *path, char *out, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "vigil: cannot read token file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    ssize_t n = read(fd, out, size - 1);
+    close(fd);
+    if (n <= 0) {
+        fprintf(stderr, "vigil: token file %s is empty\n", path);
+        return -1;
+    }
+    out[n] = '\0';
+    out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+int vg_cli_datadir_mqtt(const char *datadir, char *out, size_t size)
+{
+    struct vg_config cfg;
+    char path[PATH_MAX], err[512];
+    vg_config_defaults(&cfg);
+    snprintf(path, sizeof path, "%s/vigil.conf", datadir);
+    if (vg_config_load(path, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil: %s\n", err);
+        return -1;
+    }
+    vg_strlcpy(out, cfg.mqtt_listen, size);
+    return 0;
+}
+
+int vg_cli_target(const struct vg_cli_conn *c, struct vg_http_target *t)
+{
+    char err[512], url[300] = "", path[PATH_MAX];
+    memset(t, 0, sizeof *t);
+    const char *server = c->server ? c->server : getenv("VIGIL_SERVER");
+    const char *cacert = c->cacert ? c->cacert : getenv("VIGIL_CACERT");
+    const char *token_env = getenv("VIGIL_TOKEN");
+    if (!server && c->datadir) {
+        struct vg_config cfg;
+        vg_config_defaults(&cfg);
+        snprintf(path, sizeof path, "%s/vigil.conf", c->datadir);
+        if (vg_config_load(path, &cfg, err, sizeof err) != 0) {
+            fprintf(stderr, "vigil: %s\n", err);
+            return -1;
+        }
+        char host[128], port[16];
+        if (vg_config_split_addr(cfg.api_listen, host, sizeof host, port, sizeof port) != 0)
+            return -1;
+        /* A wildcard listener is reached on loopback. */
+        const char *h = !strcmp(host, "0.0.0.0") ? "127.0.0.1" : !strcmp(host, "::") ? "::1" : host;
+        snprintf(url, sizeof url, strchr(h, ':') ? "https://[%s]:%s" : "https://%s:%s", h, port);
+        server = url;
+    }
+    if (!server) {
+        fprintf(stderr, "vigil: no server: give -d DIR, --server URL or VIGIL_SERVER\n");
+        return -1;
+    }
+    if (vg_http_target_from_url(t, server, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil: %s\n", err);
+        return -1;
+    }
+    if (!cacert && c->datadir) {
+        snprintf(path, sizeof path, "%s/pki/ca.pem", c->datadir);
+        cacert = path;
+    }
+    if (!cacert) {
+        fprintf(stderr, "vigil: no CA certificate: give -d DIR, --cacert FILE or VIGIL_CACERT\n");
+        return -1;
+    }
+    vg_strlcpy(t->cacert, cacert, sizeof t->cacert);
+    if (c->token_file) {
+        if (read_token(c->token_file, t->token, sizeof t->token) != 0)
+            return -1;
+    } else if (token_env) {
+        if (vg_strlcpy(t->token, token_env, sizeof t->token) != 0) {
+            fprintf(stderr, "vigil: VIGIL_TOKEN is too long\n");
+            return -1;
+        }
+    } else if (c->datadir) {
+        snprintf(path, sizeof path, "%s/admin.token", c->datadir);
+        if (read_token(path, t->token, sizeof t->token) != 0)
+            return -1;
+    } else {
+        fprintf(stderr, "vigil: no token: give -d DIR, --token-file FILE or VIGIL_TOKEN\n");
+        return -1;
+    }
+    return 0;
+}
+
+int vg_cli_call(const struct vg_http_target *t, const char *method, const char *path,
+                const char *body, struct vg_http_response *resp, long expect_extra)
+{
+    char err[512];
+    if (vg_http_request(t, method, path, body, body ? strlen(body) : 0, resp, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil: %s\n", err);
+        return -1;
+    }
+    if ((resp->status >= 200 && resp->status < 300) || resp->status == expect_extra)
+        return 0;
+    json_t *p = json_loadb(resp->body, resp->body_len, 0, NULL);
+    const char *title = json_string_value(json_object_get(p, "title"));
+    const char *detail = json_string_value(json_object_get(p, "detail"));
+    fprintf(stderr, "vigil: server answered %ld: %s%s%s\n", resp->status,
+            title ? title : "(no problem description)", detail ? ": " : "", detail ? detail : "");
+    json_decref(p);
+    vg_http_response_free(resp);
+    return -1;
+}
+
+/* Parses client options around positional arguments; returns the count of
+ * positionals (stored in pos), or -1 on error. Flags in 'flags' (NULL-ended)
+ * are recognised as booleans and set in 'flag_set'. */
+static int parse_args(int argc, char **argv, struct vg_cli_conn *c, const char **pos, int max_pos,
+                      const char *const *flags, int *flag_set, const char *const *valued,
+                      const char **values)
+{
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        int r = vg_cli_conn_option(c, argc, argv, &i);
+        if (r < 0)
+            return -1;
+        if (r)
+            continue;
+        int matched = 0;
+        for (int f = 0; flags && flags[f]; f++)
+            if (!strcmp(argv[i], flags[f])) {
+                flag_set[f] = 1;
+                matched = 1;
+            }
+        for (int f = 0; valued && valued[f] && !matched; f++)
+            if (!strcmp(argv[i], valued[f])) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "vigil: %s needs a value\n", argv[i]);
+                    return -1;
+                }
+                values[f] = argv[++i];
+                matched = 1;
+            }
+        if (matched)
+            continue;
+        if (argv[i][0] == '-' || n >= max_pos) {
+            fprintf(stderr, "vigil: unexpected argument '%s'\n", argv[i]);
+            return -1;
+        }
+        pos[n++] = argv[i];
+    }
+    return n;
+}
+
+static int is_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+    return 0;
+}
+
+/* ---- vigil patient ---- */
+
+static const char patient_help[] = "Usage: vigil patient add ID [connection options]\n"
+                                   "\nRegisters a patient with the identifier ID (1-64 of A-Z a-z 0-9 . _ -).\n\n";
+
+int vg_cli_patient(int argc, char **argv)
+{
+    if (is_help(argc, argv)) {
+        printf("%s%s", patient_help, vg_cli_conn_help);
+        return 0;
+    }
+    struct vg_cli_conn c = {0};
+    const char *pos[2];
+    int n = parse_args(argc, argv, &c, pos, 2, NULL, NULL, NULL, NULL);
+    if (n != 2 || strcmp(pos[0], "add")) {
+        fprintf(stderr, "%s%s", patient_help, vg_cli_conn_help);
+        return 2;
+    }
+    struct vg_http_target t;
+    if (vg_cli_target(&c, &t) != 0)
+        return 1;
+    json_t *body = json_pack("{s:s}", "id", pos[1]);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    struct vg_http_response resp;
+    int rc = vg_cli_call(&t, "POST", "/api/v1/patients", text, &resp, 0);
+    free(text);
+    sodium_memzero(t.token, sizeof t.token);
+    if (rc)
+        return 1;
+    printf("patient %s added\n", pos[1]);
+    vg_http_response_free(&resp);
+    return 0;
+}
+
+/* ---- vigil device ---- */
+
+static const char device_help[] =
+    "Usage: vigil device enroll ID --out DIR [connection options]\n"
+    "       vigil device assign ID PATIENT [connection options]\n"
+    "\n"
+    "enroll  issues a client certificate for device ID from vigil's CA and\n"
+    "        writes DIR/ID.pem, DIR/ID.key (0600) and DIR/ca.pem. vigil keeps\n"
+    "        no copy of the private key.\n"
+    "assign  attributes the device's readings to PATIENT from now on.\n\n";
+
+static int write_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) {
+        fprintf(stderr, "vigil: cannot create %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    close(fd);
+    if (!ok)
+        fprintf(stderr, "vigil: cannot write %s\n", path);
+    return ok ? 0 : -1;
+}
+
+/* Writes ca.pem unless an identical one is already there. */
+static int write_ca(const char *dir, const char *pem)
+{
+    char path[PATH_MAX], have[16384];
+    snprintf(path, sizeof path, "%s/ca.pem", dir);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        size_t n = fread(have, 1, sizeof have - 1, f);
+        fclose(f);
+        have[n] = '\0';
+        if (!strcmp(have, pem))
+            return 0;
+        fprintf(stderr, "vigil: %s exists and holds a different CA\n", path);
+        return -1;
+    }
+    return write_file(dir, "ca.pem", pem, 0644);
+}
+
+int vg_cli_device_enroll(const struct vg_http_target *t, const char *id, const char *out);
+int vg_cli_device_enroll(const struct vg_http_target *t, const char *id, const char *out)
+{
+    if (mkdir(out, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "vigil: cannot create %s: %s\n", out, strerror(errno));
+        return -1;
+    }
+    json_t *body = json_pack("{s:s}", "id", id);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    struct vg_http_response resp;
+    int rc = vg_cli_call(t, "POST", "/api/v1/devices", text, &resp, 0);
+    free(text);
+    if (rc)
+        return -1;
+    json_t *r = json_loadb(resp.body, resp.body_len, 0, NULL);
+    sodium_memzero(resp.body, resp.body_len);
+    vg_http_response_free(&resp);
+    const char *cert = json_string_value(json_object_get(r, "certificate"));
+    const char *key = json_string_value(json_object_get(r, "private_key"));
+    const char *ca = json_string_value(json_object_get(r, "ca"));
+    char name[VG_ID_MAX + 8];
+    rc = -1;
+    if (!cert || !key || !ca) {
+        fprintf(stderr, "vigil: the server's enrollment answer is incomplete\n");
+    } else {
+        snprintf(name, sizeof name, "%s.key", id);
+        if (write_file(out, name, key, 0600) == 0) {
+            snprintf(name, sizeof name, "%s.pem", id);
+            if (write_file(out, name, cert, 0644) == 0 && write_ca(out, ca) == 0)
+                rc = 0;
+        }
+        sodium_memzero((char *)key, strlen(key));
+    }
+    json_decref(r);
+    return rc;
+}
+
+int vg_cli_device(int argc, char **argv)
+{
+    if (is_help(argc, argv)) {
+        printf("%s%s", device_help, vg_cli_conn_help);
+        return 0;
+    }
+    struct vg_cli_conn c = {0};
+    const char *pos[3];
+    static const char *const valued[] = {"--out", NULL};
+    const char *values[1] = {NULL};
+    int n = parse_args(argc, argv, &c, pos, 3, NULL, NULL, valued, values);
+    int enroll = n == 2 && !strcmp(pos[0], "enroll") && values[0];
+    int assign = n == 3 && !strcmp(pos[0], "assign");
+    if (!enroll && !assign) {
+        fprintf(stderr, "%s%s", device_help, vg_cli_conn_help);
+        return 2;
+    }
+    struct vg_http_target t;
+    if (vg_cli_target(&c, &t) != 0)
+        return 1;
+    int rc;
+    if (enroll) {
+        rc = vg_cli_device_enroll(&t, pos[1], values[0]);
+        if (rc == 0)
+            printf("device %s enrolled: %s/%s.pem, %s/%s.key (keep it secret), %s/ca.pem\n",
+                   pos[1], values[0], pos[1], values[0], pos[1], values[0]);
+    } else {
+        char path[VG_ID_MAX + 32];
+        json_t *body = json_pack("{s:s}", "patient", pos[2]);
+        char *text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        snprintf(path, sizeof path, "/api/v1/devices/%s/patient", pos[1]);
+        struct vg_http_response resp;
+        rc = vg_cli_call(&t, "PUT", path, text, &resp, 0);
+        free(text);
+        if (rc == 0) {
+            printf("device %s assigned to patient %s\n", pos[1], pos[2]);
+            vg_http_response_free(&resp);
+        }
+    }
+    sodium_memzero(t.token, sizeof t.token);
+    return rc ? 1 : 0;
+}
+
+/* ---- vigil obs ---- */
+
+static const char obs_help[] =
+    "Usage: vigil obs list PATIENT [--json] [--code LOINC] [--count N] [connection options]\n"
+    "\n"
+    "Shows the patient's readings, newest first (GET /fhir/Observation).\n"
+    "  --json        print the FHIR R4 searchset Bundle as returned\n"
+    "  --code LOINC  only this code, e.g. 8867-4\n"
+    "  --count N     at most N readings (1-1000, default 100)\n\n";
+
+int vg_cli_obs(int argc, char **argv)
+{
+    if (is_help(argc, argv)) {
+        printf("%s%s", obs_help, vg_cli_conn_help);
+        return 0;
+    }
+    struct vg_cli_conn c = {0};
+    const char *pos[2];
+    static const char *const flags[] = {"--json", NULL};
+    static const char *const valued[] = {"--code", "--count", NULL};
+    int flag_set[1] = {0};
+    const char *values[2] = {NULL, NULL};
+    int n = parse_args(argc, argv, &c, pos, 2, flags, flag_set, valued, values);
+    if (n != 2 || strcmp(pos[0], "list") || !vg_id_valid(pos[1])) {
+        fprintf(stderr, "%s%s", obs_help, vg_cli_conn_help);
+        return 2;
+    }
+    if (values[0] && !vg_vital_lookup(values[0], strlen(values[0]))) {
+        fprintf(stderr, "vigil: unknown LOINC code '%s'\n", values[0]);
+        return 2;
+    }
+    char *end = NULL;
+    long count = values[1] ? strtol(values[1], &end, 10) : 100;
+    if (values[1] && (*end || count < 1 || count > 1000)) {
+        fprintf(stderr, "vigil: --count must be 1-1000\n");
+        return 2;
+    }
+    struct vg_http_target t;
+    if (vg_cli_target(&c, &t) != 0)
+        return 1;
+    char path[256];
+    snprintf(path, sizeof path, "/fhir/Observation?patient=%s&_count=%ld%s%s", pos[1], count,
+             values[0] ? "&code=http://loinc.org%7C" : "", values[0] ? values[0] : "");
+    struct vg_http_response resp;
+    int rc = vg_cli_call(&t, "GET", path, NULL, &resp, 0);
+    sodium_memzero(t.token, sizeof t.token);
+    if (rc)
+        return 1;
+    if (flag_set[0]) {
+        fwrite(resp.body, 1, resp.body_len, stdout);
+        vg_http_response_free(&resp);
+        return 0;
+    }
+    json_t *bundle = json_loadb(resp.body, resp.body_len, 0, NULL);
+    vg_http_response_free(&resp);
+    json_t *entries = json_object_get(bundle, "entry");
+    printf("%-24s  %-8s  %-28s  %12s %-8s  %s\n", "EFFECTIVE", "CODE", "WHAT", "VALUE", "UNIT",
+           "DEVICE");
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e)
+    {
+        json_t *o = json_object_get(e, "resource");
+        json_t *coding = json_array_get(json_object_get(json_object_get(o, "code"), "coding"), 0);
+        json_t *vq = json_object_get(o, "valueQuantity");
+        const char *dev = json_string_value(json_object_get(json_object_get(o, "device"), "reference"));
+        printf("%-24s  %-8s  %-28.28s  %12g %-8s  %s\n",
+               json_string_value(json_object_get(o, "effectiveDateTime")),
+               json_string_value(json_object_get(coding, "code")),
+               json_string_value(json_object_get(coding, "display")),
+               json_number_value(json_object_get(vq, "value")),
+               json_string_value(json_object_get(vq, "unit")),
+               dev && !strncmp(dev, "Device/", 7) ? dev + 7 : "");
+    }
+    printf("%zu of %lld readings\n", json_array_size(entries),
+           (long long)json_integer_value(json_object_get(bundle, "total")));
+    json_decref(bundle);
+    return 0;
+}

@@ -1,0 +1,174 @@
+/* vigil init DIR — a new data directory with secure defaults. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "cli/cli.h"
+#include "core/config.h"
+#include "crypto/ca.h"
+#include "crypto/crypto.h"
+#include "store/store.h"
+
+static const char init_help[] =
+    "Usage: vigil init DIR\n"
+    "\n"
+    "Creates DIR (mode 0700) with:\n"
+    "  vigil.conf          commented configuration (listeners, limits)\n"
+    "  pki/ca.pem, ca.key  vigil's certificate authority (EC P-256)\n"
+    "  pki/server.pem/.key the TLS server certificate (localhost, 127.0.0.1, host name)\n"
+    "  keys/kek            the key-encryption key (32 random bytes, 0600)\n"
+    "  vigil.db            the SQLite database (WAL)\n"
+    "  admin.token         the first admin's API token (0600)\n"
+    "Refuses a DIR that exists and is not empty. Never prints a key.\n";
+
+static int dir_usable(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 1 : -1;
+    struct dirent *e;
+    int empty = 1;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            empty = 0;
+    closedir(d);
+    return empty ? 1 : 0;
+}
+
+static int write_secret_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+int vg_cli_init(int argc, char **argv)
+{
+    if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
+        fputs(init_help, stdout);
+        return 0;
+    }
+    if (argc != 1) {
+        fputs(init_help, stderr);
+        return 2;
+    }
+    const char *dir = argv[0];
+    char err[512], path[PATH_MAX], p2[PATH_MAX], p3[PATH_MAX], p4[PATH_MAX];
+    int usable = dir_usable(dir);
+    if (usable <= 0) {
+        fprintf(stderr, "vigil init: %s %s; refusing to touch it\n", dir,
+                usable == 0 ? "exists and is not empty" : "cannot be read");
+        return 1;
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "vigil init: cannot create %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    if (chmod(dir, 0700) != 0) {
+        fprintf(stderr, "vigil init: chmod %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    if (vg_crypto_init() != 0) {
+        fprintf(stderr, "vigil init: cannot initialise libsodium\n");
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/pki", dir);
+    snprintf(p2, sizeof p2, "%s/keys", dir);
+    if (mkdir(path, 0700) != 0 || mkdir(p2, 0700) != 0) {
+        fprintf(stderr, "vigil init: cannot create %s/pki or keys: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/vigil.conf", dir);
+    if (vg_config_write_default(path, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil init: %s\n", err);
+        return 1;
+    }
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host - 1) != 0)
+        vg_strlcpy(host, "localhost", sizeof host);
+    char ca_name[300];
+    snprintf(ca_name, sizeof ca_name, "vigil CA %s", host);
+    snprintf(path, sizeof path, "%s/pki/ca.pem", dir);
+    snprintf(p2, sizeof p2, "%s/pki/ca.key", dir);
+    snprintf(p3, sizeof p3, "%s/pki/server.pem", dir);
+    snprintf(p4, sizeof p4, "%s/pki/server.key", dir);
+    if (vg_ca_create(path, p2, ca_name, 3650, err, sizeof err) != 0 ||
+        vg_ca_issue_server(path, p2, p3, p4, host, 825, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil init: %s\n", err);
+        return 1;
+    }
+
+    uint8_t kek[VG_KEY_BYTES];
+    snprintf(path, sizeof path, "%s/keys/kek", dir);
+    if (vg_kek_create(path, kek, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil init: %s\n", err);
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/vigil.db", dir);
+    struct vg_store *st = NULL;
+    int rc = vg_store_create(path, kek, err, sizeof err);
+    if (rc == VG_STORE_OK)
+        rc = vg_store_open(path, kek, &st, err, sizeof err);
+    sodium_memzero(kek, sizeof kek);
+    if (rc != VG_STORE_OK) {
+        fprintf(stderr, "vigil init: %s\n", err);
+        return 1;
+    }
+
+    char token[VG_TOKEN_MAX];
+    uint8_t hash[VG_SHA256_BYTES];
+    vg_token_new(token);
+    vg_token_hash(token, strlen(token), hash);
+    int64_t now = vg_now_ms();
+    struct vg_audit_event e1 = {now, "system", "vigil.init", "", "success",
+                                "data directory created", ""};
+    struct vg_audit_event e2 = {now, "system", "principal.create", "user:admin", "success",
+                                "first admin account with an API token", ""};
+    rc = vg_store_begin(st);
+    if (!rc)
+        rc = vg_store_principal_add(st, "admin", "admin", now);
+    if (!rc)
+        rc = vg_store_token_add(st, "admin", hash, now, 0);
+    if (!rc)
+        rc = vg_audit_append(st, &e1);
+    if (!rc)
+        rc = vg_audit_append(st, &e2);
+    if (!rc)
+        rc = vg_store_commit(st);
+    if (rc) {
+        fprintf(stderr, "vigil init: cannot create the admin account: %s\n", vg_store_errmsg(st));
+        vg_store_rollback(st);
+        vg_store_close(st);
+        return 1;
+    }
+    int version = vg_store_schema_version(st);
+    vg_store_close(st);
+    snprintf(path, sizeof path, "%s/admin.token", dir);
+    rc = write_secret_file(path, token);
+    sodium_memzero(token, sizeof token);
+    if (rc != 0) {
+        fprintf(stderr, "vigil init: cannot write %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    printf("vigil: initialised %s\n"
+           "  %s/vigil.conf        configuration (listeners, limits)\n"
+           "  %s/pki/ca.pem        certificate authority (key: pki/ca.key, 0600)\n"
+           "  %s/pki/server.pem    TLS server certificate for localhost, 127.0.0.1, %s\n"
+           "  %s/keys/kek          key-encryption key (0600; back it up apart from the database)\n"
+           "  %s/vigil.db          database, schema version %d\n"
+           "  %s/admin.token       API token of user 'admin' (0600)\n"
+           "Next: vigil serve %s\n",
+           dir, dir, dir, dir, host, dir, dir, version, dir, dir);
+    return 0;
+}

@@ -1,0 +1,49 @@
+/* vigil — entry point: dispatches to the subcommands in src/cli/. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char usage[] =
+    "vigil — security gateway for medical devices\n"
+    "\n"
+    "Usage: vigil COMMAND [OPTIONS]\n"
+    "\n"
+    "Gateway:\n"
+    "  init DIR                     create a data directory (CA, keys, database, admin token)\n"
+    "  serve DIR                    run the gateway: MQTT/TLS for devices, HTTPS API\n"
+    "\n"
+    "API clients (need -d DIR, or --server/--token-file/--cacert):\n"
+    "  patient add ID               register a patient\n"
+    "  device enroll ID --out DIR   enroll a device; writes its certificate and key\n"
+    "  device assign ID PATIENT     attach a device to a patient from now on\n"
+    "  obs list PATIENT [--json]    show a patient's stored readings\n"
+    "  sim --devices N --rate R --for S\n"
+    "                               enroll N simulated devices and stream vitals\n"
+    "\n"
+    "Run `vigil COMMAND --help` for the options of one command.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        puts("vigil 0.1.0");
+        return 0;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        {"init", vg_cli_init},       {"serve", vg_cli_serve}, {"patient", vg_cli_patient},
+        {"device", vg_cli_device},   {"obs", vg_cli_obs},     {"sim", vg_cli_sim},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(argv[1], cmds[i].name))
+            return cmds[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "vigil: unknown command '%s'\n\n%s", argv[1], usage);
+    return 2;
+}

@@ -1,0 +1,213 @@
+/* vigil serve DIR — the gateway process. */
+#include <limits.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "crypto/crypto.h"
+#include "mqtt/broker.h"
+#include "net/tls.h"
+#include "store/store.h"
+#include "store/writer.h"
+
+static const char serve_help[] =
+    "Usage: vigil serve DIR [--mqtt-listen ADDR:PORT] [--api-listen ADDR:PORT]\n"
+    "\n"
+    "Runs the gateway on the data directory DIR (made by `vigil init`):\n"
+    "  MQTT 3.1.1 over TLS 1.3 with client certificates for devices\n"
+    "  (default 127.0.0.1:8883), and the HTTPS REST/FHIR API (default\n"
+    "  127.0.0.1:8443). Listeners come from DIR/vigil.conf unless overridden:\n"
+    "  --mqtt-listen ADDR:PORT   MQTT/TLS listener\n"
+    "  --api-listen ADDR:PORT    HTTPS listener\n"
+    "SIGINT or SIGTERM stops accepting, commits and acknowledges what is in\n"
+    "flight, and exits. Logs go to stderr, one line per event.\n";
+
+struct serve {
+    struct event_base *base;
+    struct vg_broker *broker;
+    struct event *tick;
+    int64_t stop_deadline;
+    int stopping;
+};
+
+static void notify_trampoline(void *arg)
+{
+    struct serve *s = arg;
+    struct vg_broker *b = __atomic_load_n(&s->broker, __ATOMIC_ACQUIRE);
+    if (b)
+        vg_broker_writer_notify(b);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct serve *s = arg;
+    if (vg_broker_idle(s->broker) || vg_mono_ms() > s->stop_deadline)
+        event_base_loopbreak(s->base);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct serve *s = arg;
+    if (s->stopping) {
+        vg_log_warn("serve: second signal; stopping now");
+        event_base_loopbreak(s->base);
+        return;
+    }
+    s->stopping = 1;
+    vg_log_info("serve: %s received; finishing in-flight work", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    vg_broker_drain(s->broker);
+    s->stop_deadline = vg_mono_ms() + 10000;
+    struct timeval tv = {0, 20000};
+    event_add(s->tick, &tv);
+}
+
+static void audit_system(struct vg_writer *w, const char *action, const char *detail)
+{
+    struct vg_job *j = vg_job_new(VG_JOB_AUDIT, 0);
+    if (!j)
+        return;
+    vg_strlcpy(j->audit.actor, "system", sizeof j->audit.actor);
+    vg_strlcpy(j->audit.action, action, sizeof j->audit.action);
+    vg_strlcpy(j->audit.outcome, "success", sizeof j->audit.outcome);
+    vg_strlcpy(j->audit.detail, detail, sizeof j->audit.detail);
+    vg_writer_submit(w, j);
+}
+
+int vg_cli_serve(int argc, char **argv)
+{
+    const char *dir = NULL, *mqtt_listen = NULL, *api_listen = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(serve_help, stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--mqtt-listen") && i + 1 < argc) {
+            mqtt_listen = argv[++i];
+        } else if (!strcmp(argv[i], "--api-listen") && i + 1 < argc) {
+            api_listen = argv[++i];
+        } else if (argv[i][0] != '-' && !dir) {
+            dir = argv[i];
+        } else {
+            fprintf(stderr, "vigil serve: unexpected argument '%s'\n\n%s", argv[i], serve_help);
+            return 2;
+        }
+    }
+    if (!dir) {
+        fputs(serve_help, stderr);
+        return 2;
+    }
+    char path[PATH_MAX], p2[PATH_MAX], p3[PATH_MAX], err[512];
+    struct vg_config cfg;
+    vg_config_defaults(&cfg);
+    snprintf(path, sizeof path, "%s/vigil.conf", dir);
+    if (vg_config_load(path, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil serve: %s\n", err);
+        return 1;
+    }
+    if (mqtt_listen)
+        vg_strlcpy(cfg.mqtt_listen, mqtt_listen, sizeof cfg.mqtt_listen);
+    if (api_listen)
+        vg_strlcpy(cfg.api_listen, api_listen, sizeof cfg.api_listen);
+    vg_log_set_level(!strcmp(cfg.log_level, "debug")  ? VG_LOG_DEBUG
+                     : !strcmp(cfg.log_level, "warn") ? VG_LOG_WARN
+                     : !strcmp(cfg.log_level, "error") ? VG_LOG_ERROR
+                                                       : VG_LOG_INFO);
+    if (vg_crypto_init() != 0) {
+        fprintf(stderr, "vigil serve: cannot initialise libsodium\n");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    /* The KEK must be the one this database was created with; a missing or
+     * wrong key stops here and is never replaced by a fresh one. */
+    uint8_t *kek = sodium_malloc(VG_KEY_BYTES);
+    snprintf(path, sizeof path, "%s/keys/kek", dir);
+    if (!kek || vg_kek_load(path, kek, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil serve: cannot start: %s\n", kek ? err : "out of memory");
+        sodium_free(kek);
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/vigil.db", dir);
+    struct vg_store *reader = NULL;
+    if (vg_store_open(path, kek, &reader, err, sizeof err) != VG_STORE_OK) {
+        fprintf(stderr, "vigil serve: cannot start: %s\n", err);
+        sodium_free(kek);
+        return 1;
+    }
+    struct serve s = {0};
+    struct vg_writer *writer =
+        vg_writer_start(path, kek, (size_t)cfg.batch_max, notify_trampoline, &s, err, sizeof err);
+    sodium_free(kek);
+    if (!writer) {
+        fprintf(stderr, "vigil serve: cannot start: %s\n", err);
+        vg_store_close(reader);
+        return 1;
+    }
+
+    snprintf(path, sizeof path, "%s/pki/server.pem", dir);
+    snprintf(p2, sizeof p2, "%s/pki/server.key", dir);
+    snprintf(p3, sizeof p3, "%s/pki/ca.pem", dir);
+    SSL_CTX *mqtt_tls = vg_tls_server_ctx(path, p2, p3, err, sizeof err);
+    SSL_CTX *api_tls = mqtt_tls ? vg_tls_server_ctx(path, p2, NULL, err, sizeof err) : NULL;
+    int status = 1;
+    struct vg_api *api = NULL;
+    evthread_use_pthreads();
+    s.base = event_base_new();
+    if (!mqtt_tls || !api_tls || !s.base) {
+        fprintf(stderr, "vigil serve: cannot start: %s\n", s.base ? err : "no event base");
+        goto out;
+    }
+    s.broker = vg_broker_new(s.base, mqtt_tls, &cfg, writer, reader);
+    api = s.broker ? vg_api_new(s.base, api_tls, &cfg, reader, dir, s.broker) : NULL;
+    if (!api) {
+        fprintf(stderr, "vigil serve: cannot start: out of memory or unreadable pki/ca.pem\n");
+        goto out;
+    }
+    if (vg_broker_listen(s.broker, cfg.mqtt_listen, err, sizeof err) != 0 ||
+        vg_api_listen(api, cfg.api_listen, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil serve: cannot start: %s\n", err);
+        goto out;
+    }
+    struct event *sigint = evsignal_new(s.base, SIGINT, signal_cb, &s);
+    struct event *sigterm = evsignal_new(s.base, SIGTERM, signal_cb, &s);
+    s.tick = event_new(s.base, -1, EV_PERSIST, tick_cb, &s);
+    event_add(sigint, NULL);
+    event_add(sigterm, NULL);
+    char detail[300];
+    snprintf(detail, sizeof detail, "mqtts://%s https://%s", cfg.mqtt_listen, cfg.api_listen);
+    audit_system(writer, "vigil.start", detail);
+    vg_log_info("serve: MQTT/TLS on %s, HTTPS API on %s, data in %s", cfg.mqtt_listen,
+                cfg.api_listen, dir);
+    event_base_dispatch(s.base);
+    vg_log_info("serve: stopped accepting; closing");
+    audit_system(writer, "vigil.stop", s.stopping ? "signal" : "event loop ended");
+    event_free(sigint);
+    event_free(sigterm);
+    event_free(s.tick);
+    status = 0;
+out:
+    vg_api_free(api);
+    struct vg_broker *b = s.broker;
+    /* The writer may still notify: make it see no broker before freeing. */
+    __atomic_store_n(&s.broker, NULL, __ATOMIC_RELEASE);
+    vg_broker_free(b);
+    vg_writer_stop(writer); /* commits what is queued, including vigil.stop */
+    vg_store_close(reader);
+    if (s.base)
+        event_base_free(s.base);
+    SSL_CTX_free(mqtt_tls);
+    SSL_CTX_free(api_tls);
+    if (status == 0)
+        vg_log_info("serve: stopped cleanly");
+    return status;
+}

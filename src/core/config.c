@@ -1,0 +1,191 @@
+#include "core/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void vg_config_defaults(struct vg_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    vg_strlcpy(cfg->mqtt_listen, "127.0.0.1:8883", sizeof cfg->mqtt_listen);
+    vg_strlcpy(cfg->api_listen, "127.0.0.1:8443", sizeof cfg->api_listen);
+    cfg->max_connections = 10000;
+    cfg->max_packet_bytes = 65536;
+    cfg->connect_timeout_s = 10;
+    cfg->max_keepalive_s = 3600;
+    cfg->max_http_body_bytes = 1 << 20;
+    cfg->writer_queue_max = 100000;
+    cfg->batch_max = 1000;
+    cfg->device_cert_days = 397;
+    vg_strlcpy(cfg->log_level, "info", sizeof cfg->log_level);
+}
+
+struct load_ctx {
+    struct vg_config *cfg;
+    char *err;
+    size_t err_size;
+};
+
+struct int_key {
+    const char *section, *name;
+    size_t offset;
+    long min, max;
+};
+
+static const struct int_key int_keys[] = {
+    {"limits", "max_connections", offsetof(struct vg_config, max_connections), 1, 1000000},
+    {"limits", "max_packet_bytes", offsetof(struct vg_config, max_packet_bytes), 128, 268435455},
+    {"limits", "connect_timeout_s", offsetof(struct vg_config, connect_timeout_s), 1, 300},
+    {"limits", "max_keepalive_s", offsetof(struct vg_config, max_keepalive_s), 1, 65535},
+    {"limits", "max_http_body_bytes", offsetof(struct vg_config, max_http_body_bytes), 1024, 1 << 30},
+    {"limits", "writer_queue_max", offsetof(struct vg_config, writer_queue_max), 1, 10000000},
+    {"limits", "batch_max", offsetof(struct vg_config, batch_max), 1, 100000},
+    {"pki", "device_cert_days", offsetof(struct vg_config, device_cert_days), 1, 3650},
+};
+
+static int on_kv(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *c = user;
+    if (!strcmp(section, "listen") && (!strcmp(name, "mqtt") || !strcmp(name, "api"))) {
+        char host[128], port[16];
+        if (vg_config_split_addr(value, host, sizeof host, port, sizeof port) != 0) {
+            snprintf(c->err, c->err_size, "[listen] %s: expected ADDR:PORT", name);
+            return 0;
+        }
+        vg_strlcpy(!strcmp(name, "mqtt") ? c->cfg->mqtt_listen : c->cfg->api_listen, value,
+                   sizeof c->cfg->mqtt_listen);
+        return 1;
+    }
+    if (!strcmp(section, "log") && !strcmp(name, "level")) {
+        if (strcmp(value, "debug") && strcmp(value, "info") && strcmp(value, "warn") &&
+            strcmp(value, "error")) {
+            snprintf(c->err, c->err_size, "[log] level: expected debug, info, warn or error");
+            return 0;
+        }
+        vg_strlcpy(c->cfg->log_level, value, sizeof c->cfg->log_level);
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof int_keys / sizeof int_keys[0]; i++) {
+        const struct int_key *k = &int_keys[i];
+        if (strcmp(section, k->section) || strcmp(name, k->name))
+            continue;
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < k->min || v > k->max) {
+            snprintf(c->err, c->err_size, "[%s] %s: expected an integer in %ld..%ld",
+                     section, name, k->min, k->max);
+            return 0;
+        }
+        *(int *)((char *)c->cfg + k->offset) = (int)v;
+        return 1;
+    }
+    snprintf(c->err, c->err_size, "unknown setting [%s] %s", section, name);
+    return 0;
+}
+
+int vg_config_load(const char *path, struct vg_config *cfg, char *err, size_t err_size)
+{
+    char reason[192] = "";
+    struct load_ctx c = {cfg, reason, sizeof reason};
+    int rc = ini_parse(path, on_kv, &c);
+    if (rc == -1) {
+        snprintf(err, err_size, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (rc != 0) {
+        snprintf(err, err_size, "%s:%d: %s", path, rc, reason[0] ? reason : "syntax error");
+        return -1;
+    }
+    return 0;
+}
+
+static const char default_conf[] =
+    "# vigil.conf — configuration of one vigil data directory.\n"
+    "# Every setting below shows its default; uncomment to change it.\n"
+    "# Unknown settings are errors, so a typo cannot silently weaken security.\n"
+    "\n"
+    "[listen]\n"
+    "# MQTT over TLS 1.3 with client certificates, for devices.\n"
+    "# There is no plaintext listener and no anonymous access.\n"
+    "mqtt = 127.0.0.1:8883\n"
+    "# HTTPS (TLS 1.3) for the REST and FHIR API and the CLI.\n"
+    "api = 127.0.0.1:8443\n"
+    "\n"
+    "[limits]\n"
+    "# Concurrent MQTT connections; further ones are refused.\n"
+    "#max_connections = 10000\n"
+    "# Largest MQTT packet accepted, in bytes.\n"
+    "#max_packet_bytes = 65536\n"
+    "# Seconds a client has to finish the TLS handshake and send CONNECT.\n"
+    "#connect_timeout_s = 10\n"
+    "# Longest MQTT keepalive a client may ask for, in seconds.\n"
+    "#max_keepalive_s = 3600\n"
+    "# Largest HTTP request body, in bytes.\n"
+    "#max_http_body_bytes = 1048576\n"
+    "# Readings waiting for the store writer; beyond it vigil stops reading\n"
+    "# from device sockets until the writer catches up.\n"
+    "#writer_queue_max = 100000\n"
+    "# Most readings committed in one transaction (group commit).\n"
+    "#batch_max = 1000\n"
+    "\n"
+    "[pki]\n"
+    "# Validity of device certificates issued by `vigil device enroll`, days.\n"
+    "#device_cert_days = 397\n"
+    "\n"
+    "[log]\n"
+    "# debug, info, warn or error. Logs never contain readings or secrets.\n"
+    "#level = info\n";
+
+int vg_config_write_default(const char *path, char *err, size_t err_size)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, err_size, "%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t len = sizeof default_conf - 1;
+    ssize_t w = write(fd, default_conf, len);
+    int ok = w == (ssize_t)len && fsync(fd) == 0;
+    close(fd);
+    if (!ok) {
+        snprintf(err, err_size, "%s: cannot write: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int vg_config_split_addr(const char *addr, char *host, size_t host_size, char *port,
+                         size_t port_size)
+{
+    const char *colon;
+    const char *h = addr;
+    size_t hlen;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        h = addr + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon)
+            return -1;
+        hlen = (size_t)(colon - addr);
+    }
+    if (hlen == 0 || hlen >= host_size)
+        return -1;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || p < 1 || p > 65535)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    snprintf(port, port_size, "%ld", p);
+    return 0;
+}

@@ -1,0 +1,47 @@
+/* core/config — vigil.conf (INI, read with inih).
+ *
+ * Every limit has a safe, finite default; a file only overrides. Unknown
+ * sections or keys and out-of-range values are errors (a typo in a security
+ * setting must not be silently ignored).
+ */
+#ifndef VG_CORE_CONFIG_H
+#define VG_CORE_CONFIG_H
+
+#include <stddef.h>
+
+#include "core/util.h"
+
+struct vg_config {
+    /* [listen] */
+    char mqtt_listen[128];      /* ADDR:PORT, default 127.0.0.1:8883 */
+    char api_listen[128];       /* ADDR:PORT, default 127.0.0.1:8443 */
+    /* [limits] */
+    int max_connections;        /* concurrent MQTT connections */
+    int max_packet_bytes;       /* largest MQTT packet accepted */
+    int connect_timeout_s;      /* TLS handshake + CONNECT deadline */
+    int max_keepalive_s;        /* longest keepalive a client may ask for */
+    int max_http_body_bytes;    /* largest API request body */
+    int writer_queue_max;       /* readings waiting for the store writer */
+    int batch_max;              /* readings per group commit */
+    /* [pki] */
+    int device_cert_days;       /* validity of issued device certificates */
+    /* [log] */
+    char log_level[16];         /* debug, info, warn, error */
+};
+
+/* Fills *cfg with the built-in defaults. */
+void vg_config_defaults(struct vg_config *cfg);
+
+/* Loads 'path' over the defaults. Returns 0, or -1 with "file:line: reason"
+ * in 'err'. */
+int vg_config_load(const char *path, struct vg_config *cfg, char *err, size_t err_size)
+    VG_WARN_UNUSED;
+
+/* Writes the commented default vigil.conf to 'path' (O_EXCL, mode 0600). */
+int vg_config_write_default(const char *path, char *err, size_t err_size) VG_WARN_UNUSED;
+
+/* Splits "ADDR:PORT" or "[V6]:PORT" into host and port strings. 0 or -1. */
+int vg_config_split_addr(const char *addr, char *host, size_t host_size,
+                         char *port, size_t port_size) VG_WARN_UNUSED;
+
+#endif
