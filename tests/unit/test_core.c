@@ -1,0 +1,168 @@
+/* Unit tests for core/: time parsing and formatting, ids, config. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/util.h"
+
+static int64_t parse(const char *s)
+{
+    int64_t ms = -42;
+    if (vg_time_parse_rfc3339(s, strlen(s), &ms) != 0)
+        return -1;
+    return ms;
+}
+
+static void test_time_parse_valid(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("1970-01-01T00:00:00Z"), 0);
+    assert_int_equal(parse("2026-11-29T10:00:00Z"), 1795946400000);
+    assert_int_equal(parse("2026-11-29T10:00:00.250Z"), 1795946400250);
+    assert_int_equal(parse("2026-11-29T11:00:00+01:00"), 1795946400000);
+    assert_int_equal(parse("2026-11-29T05:30:00-04:30"), 1795946400000);
+    assert_int_equal(parse("2024-02-29T00:00:00Z"), 1709164800000);
+    assert_int_equal(parse("2026-11-29t10:00:00z"), 1795946400000);
+}
+
+static void test_time_parse_invalid(void **state)
+{
+    (void)state;
+    const char *bad[] = {"", "2026-11-29", "2026-11-29T10:00:00", "2026-11-29 10:00:00Z",
+                         "2026-02-30T00:00:00Z", "2025-02-29T00:00:00Z", "2026-13-01T00:00:00Z",
+                         "2026-11-29T24:00:00Z", "2026-11-29T10:60:00Z", "1969-12-31T23:59:59Z",
+                         "2026-11-29T10:00:00.Z", "2026-11-29T10:00:00+0100",
+                         "2026-11-29T10:00:00Zjunk", "2026-11-29T10:00:00+24:00", "abcd-ef-ghT"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (parse(bad[i]) != -1)
+            fail_msg("accepted invalid time '%s'", bad[i]);
+}
+
+static void test_time_format(void **state)
+{
+    (void)state;
+    char out[32];
+    vg_time_format(1795946400250, out);
+    assert_string_equal(out, "2026-11-29T10:00:00.250Z");
+    vg_time_format(0, out);
+    assert_string_equal(out, "1970-01-01T00:00:00.000Z");
+}
+
+static void test_id_valid(void **state)
+{
+    (void)state;
+    assert_true(vg_id_valid("dev1"));
+    assert_true(vg_id_valid("sim-dev-001"));
+    assert_true(vg_id_valid("A.b_c-9"));
+    char max[VG_ID_MAX + 2];
+    memset(max, 'a', VG_ID_MAX);
+    max[VG_ID_MAX] = '\0';
+    assert_true(vg_id_valid(max));
+    max[VG_ID_MAX] = 'a';
+    max[VG_ID_MAX + 1] = '\0';
+    assert_false(vg_id_valid(max));
+    assert_false(vg_id_valid(""));
+    assert_false(vg_id_valid(NULL));
+    assert_false(vg_id_valid("-dev"));
+    assert_false(vg_id_valid("../etc"));
+    assert_false(vg_id_valid("a/b"));
+    assert_false(vg_id_valid("a+b"));
+    assert_false(vg_id_valid("a#"));
+    assert_false(vg_id_valid("a b"));
+    assert_false(vg_id_valid("a'; DROP TABLE x"));
+}
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/vg-conf-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_config_default_file_loads(void **state)
+{
+    (void)state;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/vg-conf-def-%d", getpid());
+    unlink(path);
+    char err[256];
+    assert_int_equal(vg_config_write_default(path, err, sizeof err), 0);
+    assert_int_equal(vg_config_write_default(path, err, sizeof err), -1); /* O_EXCL */
+    struct vg_config cfg;
+    vg_config_defaults(&cfg);
+    assert_int_equal(vg_config_load(path, &cfg, err, sizeof err), 0);
+    assert_string_equal(cfg.mqtt_listen, "127.0.0.1:8883");
+    assert_string_equal(cfg.api_listen, "127.0.0.1:8443");
+    assert_int_equal(cfg.max_packet_bytes, 65536);
+    unlink(path);
+}
+
+static void test_config_overrides(void **state)
+{
+    (void)state;
+    char *p = write_tmp("[listen]\nmqtt = 0.0.0.0:1883\n[limits]\nbatch_max = 10\n");
+    struct vg_config cfg;
+    char err[256];
+    vg_config_defaults(&cfg);
+    assert_int_equal(vg_config_load(p, &cfg, err, sizeof err), 0);
+    assert_string_equal(cfg.mqtt_listen, "0.0.0.0:1883");
+    assert_int_equal(cfg.batch_max, 10);
+    unlink(p);
+}
+
+static void test_config_rejects(void **state)
+{
+    (void)state;
+    const char *bad[] = {"[limits]\nbatch_max = 0\n", "[limits]\nbatch_max = ten\n",
+                         "[limits]\nbatch_maxx = 10\n", "[nosuch]\nx = 1\n",
+                         "[listen]\nmqtt = localhost\n", "[listen]\napi = 1.2.3.4:99999\n",
+                         "[log]\nlevel = loud\n", "garbage line\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *p = write_tmp(bad[i]);
+        struct vg_config cfg;
+        char err[256] = "";
+        vg_config_defaults(&cfg);
+        if (vg_config_load(p, &cfg, err, sizeof err) != -1)
+            fail_msg("accepted bad config: %s", bad[i]);
+        assert_true(strlen(err) > 0);
+        unlink(p);
+    }
+}
+
+static void test_split_addr(void **state)
+{
+    (void)state;
+    char h[64], p[8];
+    assert_int_equal(vg_config_split_addr("127.0.0.1:8883", h, sizeof h, p, sizeof p), 0);
+    assert_string_equal(h, "127.0.0.1");
+    assert_string_equal(p, "8883");
+    assert_int_equal(vg_config_split_addr("[::1]:8443", h, sizeof h, p, sizeof p), 0);
+    assert_string_equal(h, "::1");
+    assert_int_equal(vg_config_split_addr(":8443", h, sizeof h, p, sizeof p), -1);
+    assert_int_equal(vg_config_split_addr("host:", h, sizeof h, p, sizeof p), -1);
+    assert_int_equal(vg_config_split_addr("host:0", h, sizeof h, p, sizeof p), -1);
+    assert_int_equal(vg_config_split_addr("[::1:8443", h, sizeof h, p, sizeof p), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_time_parse_valid),  cmocka_unit_test(test_time_parse_invalid),
+        cmocka_unit_test(test_time_format),       cmocka_unit_test(test_id_valid),
+        cmocka_unit_test(test_config_default_file_loads), cmocka_unit_test(test_config_overrides),
+        cmocka_unit_test(test_config_rejects),    cmocka_unit_test(test_split_addr),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

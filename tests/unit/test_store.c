@@ -1,0 +1,403 @@
+/* Unit tests for store/ and audit/: the schema, the KEK check, sealed
+ * readings bound to their rows, assignments, tokens and the audit chain. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "crypto/crypto.h"
+#include "store/store.h"
+
+struct fx {
+    char dir[64];
+    char db[128];
+    uint8_t kek[VG_KEY_BYTES];
+    struct vg_store *st;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    assert_int_equal(vg_crypto_init(), 0);
+    snprintf(f->dir, sizeof f->dir, "/tmp/vg-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof f->db, "%s/vigil.db", f->dir);
+    vg_random(f->kek, sizeof f->kek);
+    char err[256];
+    assert_int_equal(vg_store_create(f->db, f->kek, err, sizeof err), VG_STORE_OK);
+    assert_int_equal(vg_store_open(f->db, f->kek, &f->st, err, sizeof err), VG_STORE_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    vg_store_close(f->st);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static void exec_sql(struct vg_store *st, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(vg_store_db(st), sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK)
+        fail_msg("sql failed: %s: %s", sql, msg ? msg : "");
+}
+
+static void add_patient_device(struct vg_store *st, const char *patient, const char *device)
+{
+    struct vg_device_info d = {0};
+    snprintf(d.id, sizeof d.id, "%s", device);
+    snprintf(d.status, sizeof d.status, "active");
+    snprintf(d.cert_serial, sizeof d.cert_serial, "01");
+    memset(d.cert_fingerprint, 'a', 64);
+    d.enrolled_ms = 1;
+    assert_int_equal(vg_store_begin(st), 0);
+    int rc = vg_store_patient_add(st, patient, 1000);
+    assert_true(rc == VG_STORE_OK || rc == VG_STORE_EXISTS);
+    assert_int_equal(vg_store_device_add(st, &d), VG_STORE_OK);
+    assert_int_equal(vg_store_device_assign(st, device, patient, 1000), VG_STORE_OK);
+    assert_int_equal(vg_store_commit(st), 0);
+}
+
+static struct vg_reading reading(const char *code, double value, const char *unit, int64_t t)
+{
+    struct vg_reading r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.code, sizeof r.code, "%s", code);
+    snprintf(r.unit, sizeof r.unit, "%s", unit);
+    r.value = value;
+    r.time_ms = t;
+    return r;
+}
+
+static void put(struct vg_store *st, const char *patient, const char *device, double value,
+                char id[VG_OBS_ID_MAX])
+{
+    struct vg_reading r = reading("8867-4", value, "/min", 1764410400000);
+    assert_int_equal(vg_store_begin(st), 0);
+    assert_int_equal(vg_store_reading_put(st, patient, device, &r, 1764410400500, id), VG_STORE_OK);
+    assert_int_equal(vg_store_commit(st), 0);
+}
+
+struct seen {
+    int n;
+    struct vg_obs last;
+};
+
+static int remember(void *ctx, const struct vg_obs *o)
+{
+    struct seen *s = ctx;
+    s->n++;
+    s->last = *o;
+    return 0;
+}
+
+static void test_schema_version(void **state)
+{
+    struct fx *f = *state;
+    assert_true(vg_store_schema_version(f->st) >= 1);
+}
+
+static void test_create_refuses_existing(void **state)
+{
+    struct fx *f = *state;
+    char err[256];
+    assert_int_equal(vg_store_create(f->db, f->kek, err, sizeof err), VG_STORE_EXISTS);
+}
+
+static void test_wrong_kek_refused(void **state)
+{
+    struct fx *f = *state;
+    uint8_t other[VG_KEY_BYTES];
+    memcpy(other, f->kek, sizeof other);
+    other[0] ^= 1;
+    struct vg_store *st = NULL;
+    char err[256];
+    assert_int_equal(vg_store_open(f->db, other, &st, err, sizeof err), VG_STORE_BAD_KEK);
+    assert_null(st);
+    assert_non_null(strstr(err, "key-encryption key"));
+}
+
+static void test_reading_round_trip(void **state)
+{
+    struct fx *f = *state;
+    add_patient_device(f->st, "P1", "dev1");
+    char id[VG_OBS_ID_MAX];
+    put(f->st, "P1", "dev1", 72.5, id);
+    struct seen s = {0};
+    struct vg_obs_query q = {"P1", NULL, 0};
+    assert_int_equal(vg_store_obs_query(f->st, &q, remember, &s), 1);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.last.id, id);
+    assert_string_equal(s.last.reading.code, "8867-4");
+    assert_string_equal(s.last.reading.unit, "/min");
+    assert_true(s.last.reading.value == 72.5);
+    assert_int_equal(s.last.reading.time_ms, 1764410400000);
+    assert_string_equal(s.last.device, "dev1");
+    /* Another patient sees nothing. */
+    struct seen none = {0};
+    struct vg_obs_query q2 = {"P2", NULL, 0};
+    assert_int_equal(vg_store_obs_query(f->st, &q2, remember, &none), 0);
+}
+
+static void test_value_not_in_clear(void **state)
+{
+    struct fx *f = *state;
+    add_patient_device(f->st, "P1", "dev1");
+    char id[VG_OBS_ID_MAX];
+    put(f->st, "P1", "dev1", 123.4567, id);
+    /* The sealed blob must not hold the IEEE bytes of the value. */
+    double v = 123.4567;
+    uint8_t be[8];
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    for (int i = 7; i >= 0; i--, bits >>= 8)
+        be[i] = (uint8_t)bits;
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(vg_store_db(f->st), "SELECT sealed FROM readings", -1, &s, NULL), 0);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    const uint8_t *blob = sqlite3_column_blob(s, 0);
+    int len = sqlite3_column_bytes(s, 0);
+    assert_true(len > VG_AEAD_OVERHEAD);
+    for (int i = 0; i + 8 <= len; i++)
+        assert_false(memcmp(blob + i, be, 8) == 0);
+    sqlite3_finalize(s);
+}
+
+static void test_flipped_byte_is_integrity_error(void **state)
+{
+    struct fx *f = *state;
+    add_patient_device(f->st, "P1", "dev1");
+    char id[VG_OBS_ID_MAX];
+    put(f->st, "P1", "dev1", 80, id);
+    exec_sql(f->st, "UPDATE readings SET sealed = substr(sealed, 1, 30) ||"
+                    " CASE WHEN substr(sealed, 31, 1) = x'00' THEN x'01' ELSE x'00' END ||"
+                    " substr(sealed, 32)");
+    struct seen s = {0};
+    struct vg_obs_query q = {"P1", NULL, 0};
+    assert_int_equal(vg_store_obs_query(f->st, &q, remember, &s), VG_STORE_INTEGRITY);
+    assert_int_equal(s.n, 0);
+}
+
+static void test_ciphertext_cannot_move_rows(void **state)
+{
+    struct fx *f = *state;
+    add_patient_device(f->st, "P1", "dev1");
+    char a[VG_OBS_ID_MAX], b[VG_OBS_ID_MAX];
+    put(f->st, "P1", "dev1", 60, a);
+    put(f->st, "P1", "dev1", 140, b);
+    /* Swap the two sealed values: same key, same patient, but the AD binds
+     * each ciphertext to its reading id. */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE readings SET sealed = (SELECT sealed FROM readings WHERE id = '%s')"
+             " WHERE id = '%s'", a, b);
+    exec_sql(f->st, sql);
+    struct seen s = {0};
+    struct vg_obs_query q = {"P1", NULL, 0};
+    assert_int_equal(vg_store_obs_query(f->st, &q, remember, &s), VG_STORE_INTEGRITY);
+}
+
+static void test_row_moved_to_other_patient_fails(void **state)
+{
+    struct fx *f = *state;
+    add_patient_device(f->st, "P1", "dev1");
+    add_patient_device(f->st, "P2", "dev2");
+    char a[VG_OBS_ID_MAX], b[VG_OBS_ID_MAX];
+    put(f->st, "P1", "dev1", 60, a);
+    put(f->st, "P2", "dev2", 61, b);
+    char sql[256];
+    snprintf(sql, sizeof sql, "UPDATE readings SET patient_id = 'P2' WHERE id = '%s'", a);
+    exec_sql(f->st, sql);
+    struct seen s = {0};
+    struct vg_obs_query q = {"P2", NULL, 0};
+    assert_true(vg_store_obs_query(f->st, &q, remember, &s) == VG_STORE_INTEGRITY);
+}
+
+static void test_assignment_history(void **state)
+{
+    struct fx *f = *state;
+    add_patient_device(f->st, "P1", "dev1");
+    char p[VG_ID_MAX + 1];
+    assert_int_equal(vg_store_device_patient(f->st, "dev1", 999, p), VG_STORE_NOT_FOUND);
+    assert_int_equal(vg_store_device_patient(f->st, "dev1", 1000, p), VG_STORE_OK);
+    assert_string_equal(p, "P1");
+    assert_int_equal(vg_store_patient_add(f->st, "P2", 1), VG_STORE_OK);
+    assert_int_equal(vg_store_device_assign(f->st, "dev1", "P2", 5000), VG_STORE_OK);
+    assert_int_equal(vg_store_device_patient(f->st, "dev1", 4999, p), VG_STORE_OK);
+    assert_string_equal(p, "P1");
+    assert_int_equal(vg_store_device_patient(f->st, "dev1", 5000, p), VG_STORE_OK);
+    assert_string_equal(p, "P2");
+    assert_int_equal(vg_store_device_assign(f->st, "nodev", "P2", 6000), VG_STORE_NOT_FOUND);
+    assert_int_equal(vg_store_device_assign(f->st, "dev1", "nobody", 6000), VG_STORE_NOT_FOUND);
+}
+
+static void test_duplicate_ids(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(vg_store_patient_add(f->st, "P9", 1), VG_STORE_OK);
+    assert_int_equal(vg_store_patient_add(f->st, "P9", 1), VG_STORE_EXISTS);
+    assert_int_equal(vg_store_patient_exists(f->st, "P9"), VG_STORE_OK);
+    assert_int_equal(vg_store_patient_exists(f->st, "P8"), VG_STORE_NOT_FOUND);
+}
+
+static void test_tokens(void **state)
+{
+    struct fx *f = *state;
+    char tok[VG_TOKEN_MAX], principal[VG_ID_MAX + 1], role[VG_ROLE_MAX];
+    uint8_t h[VG_SHA256_BYTES], other[VG_SHA256_BYTES];
+    vg_token_new(tok);
+    vg_token_hash(tok, strlen(tok), h);
+    assert_int_equal(vg_store_principal_add(f->st, "alice", "admin", 1), VG_STORE_OK);
+    assert_int_equal(vg_store_token_add(f->st, "alice", h, 1, 10000), VG_STORE_OK);
+    assert_int_equal(vg_store_token_lookup(f->st, h, 5000, principal, role), VG_STORE_OK);
+    assert_string_equal(principal, "alice");
+    assert_string_equal(role, "admin");
+    /* Expired. */
+    assert_int_equal(vg_store_token_lookup(f->st, h, 10000, principal, role), VG_STORE_NOT_FOUND);
+    /* Unknown. */
+    memcpy(other, h, sizeof other);
+    other[5] ^= 0x40;
+    assert_int_equal(vg_store_token_lookup(f->st, other, 5000, principal, role), VG_STORE_NOT_FOUND);
+    /* Only the hash is stored, never the token text. */
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(vg_store_db(f->st), "SELECT count(*) FROM tokens WHERE"
+                                        " instr(CAST(hash AS TEXT), ?) > 0", -1, &s, NULL), 0);
+    sqlite3_bind_text(s, 1, tok, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), 0);
+    sqlite3_finalize(s);
+}
+
+/* ---- audit ---- */
+
+static void append_n(struct vg_store *st, int n)
+{
+    assert_int_equal(vg_store_begin(st), 0);
+    for (int i = 0; i < n; i++) {
+        char detail[32];
+        snprintf(detail, sizeof detail, "event %d", i);
+        struct vg_audit_event ev = {1000 + i, "user:admin", "test.event", "patient:P1", "success",
+                                    detail, "127.0.0.1:1"};
+        assert_int_equal(vg_audit_append(st, &ev), VG_STORE_OK);
+    }
+    assert_int_equal(vg_store_commit(st), 0);
+}
+
+static int verify(struct vg_store *st, int64_t *count, int64_t *bad)
+{
+    char why[256];
+    return vg_audit_verify(st, count, bad, why, sizeof why);
+}
+
+static void test_audit_chain_verifies(void **state)
+{
+    struct fx *f = *state;
+    append_n(f->st, 10);
+    int64_t count, bad;
+    assert_int_equal(verify(f->st, &count, &bad), 0);
+    assert_int_equal(count, 10);
+}
+
+static void test_audit_append_only_in_sql(void **state)
+{
+    struct fx *f = *state;
+    append_n(f->st, 3);
+    sqlite3 *db = vg_store_db(f->st);
+    assert_int_not_equal(sqlite3_exec(db, "UPDATE audit SET detail = 'x' WHERE seq = 2", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM audit WHERE seq = 2", NULL, NULL, NULL), SQLITE_OK);
+}
+
+/* Tampering below SQL is simulated by dropping the guard triggers first. */
+static void unguard(struct vg_store *st)
+{
+    exec_sql(st, "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;");
+}
+
+static void test_audit_detects_edit(void **state)
+{
+    struct fx *f = *state;
+    append_n(f->st, 10);
+    unguard(f->st);
+    exec_sql(f->st, "UPDATE audit SET detail = 'nothing happened' WHERE seq = 4");
+    int64_t count, bad;
+    assert_int_equal(verify(f->st, &count, &bad), -1);
+    assert_int_equal(bad, 4);
+}
+
+static void test_audit_detects_delete(void **state)
+{
+    struct fx *f = *state;
+    append_n(f->st, 10);
+    unguard(f->st);
+    exec_sql(f->st, "DELETE FROM audit WHERE seq = 6");
+    int64_t count, bad;
+    assert_int_equal(verify(f->st, &count, &bad), -1);
+    assert_int_equal(bad, 6);
+}
+
+static void test_audit_detects_swap(void **state)
+{
+    struct fx *f = *state;
+    append_n(f->st, 10);
+    unguard(f->st);
+    exec_sql(f->st, "UPDATE audit SET seq = -3 WHERE seq = 3;"
+                    "UPDATE audit SET seq = 3 WHERE seq = 7;"
+                    "UPDATE audit SET seq = 7 WHERE seq = -3;");
+    int64_t count, bad;
+    assert_int_equal(verify(f->st, &count, &bad), -1);
+    assert_int_equal(bad, 3);
+}
+
+static void test_audit_detects_forged_insert(void **state)
+{
+    struct fx *f = *state;
+    append_n(f->st, 5);
+    unguard(f->st);
+    /* A forged record that links to record 5's hash but with a made-up
+     * hash of its own. */
+    exec_sql(f->st, "INSERT INTO audit SELECT 6, ts_ms, actor, action, target, outcome,"
+                    " 'forged', source, hash, hash FROM audit WHERE seq = 5");
+    int64_t count, bad;
+    assert_int_equal(verify(f->st, &count, &bad), -1);
+    assert_int_equal(bad, 6);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_refuses_existing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_kek_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reading_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_value_not_in_clear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flipped_byte_is_integrity_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ciphertext_cannot_move_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_row_moved_to_other_patient_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_assignment_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_chain_verifies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_append_only_in_sql, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_detects_edit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_detects_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_detects_swap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_detects_forged_insert, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
