@@ -474,7 +474,12 @@ static void handle_packet(struct conn *c, const uint8_t *pkt, size_t len)
         break;
     }
     case VG_MQTT_PUBACK: break; /* vigil sends only QoS 0 to devices */
-    case VG_MQTT_DISCONNECT: conn_close(c); break;
+    case VG_MQTT_DISCONNECT:
+        vg_log_info("mqtt: %s disconnected", c->device);
+        audit(c->b, c, "mqtt.disconnect", "success", "DISCONNECT from the device", 0,
+              VG_REJECT_NONE);
+        conn_close(c);
+        break;
     case VG_MQTT_CONNECT: protocol_error(c, "second CONNECT"); break; /* §3.1.0-2 */
     default: protocol_error(c, "packet type not valid from a client"); break;
     }
