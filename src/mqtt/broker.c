@@ -38,6 +38,7 @@ struct conn {
     int sub_rejects;
     unsigned pending; /* jobs at the writer that will answer this conn */
     int paused;       /* reading stopped for back-pressure */
+    int free_scheduled;
     struct conn *hnext;
 };
 
@@ -130,6 +131,29 @@ static void send_bytes(struct conn *c, const uint8_t *p, size_t n)
         bufferevent_write(c->bev, p, n);
 }
 
+/* A connection is never freed inside one of its own callbacks (the caller
+ * may still be looping over its input): freeing is deferred to the next
+ * turn of the loop. */
+static void deferred_free(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_free(arg);
+}
+
+static void schedule_free(struct conn *c)
+{
+    if (c->free_scheduled)
+        return;
+    c->free_scheduled = 1;
+    c->state = CLOSING;
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    struct timeval now = {0, 0};
+    if (event_base_once(c->b->base, -1, EV_TIMEOUT, deferred_free, c, &now) != 0)
+        vg_log_error("mqtt: cannot schedule closing a connection");
+}
+
 /* Closes after the output buffer has drained (so a CONNACK refusal or the
  * last PUBACK reaches the peer). */
 static void close_write_cb(struct bufferevent *bev, void *arg)
@@ -137,7 +161,7 @@ static void close_write_cb(struct bufferevent *bev, void *arg)
     (void)bev;
     struct conn *c = arg;
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-        conn_free(c);
+        schedule_free(c);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg);
@@ -149,7 +173,7 @@ static void conn_close(struct conn *c)
     c->state = CLOSING;
     bufferevent_disable(c->bev, EV_READ);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-        conn_free(c);
+        schedule_free(c);
         return;
     }
     bufferevent_setcb(c->bev, NULL, close_write_cb, event_cb, c);
@@ -535,7 +559,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (c->state == CLOSING) {
-        conn_free(c);
+        schedule_free(c);
         return;
     }
     if (c->state == AWAIT_TLS) {
@@ -545,7 +569,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         c->b->stats.connections_refused++;
         vg_log_warn("mqtt: connection from %s refused: %s", c->peer, why);
         audit(c->b, c, "tls.handshake", "refused", why, 0, VG_REJECT_NONE);
-        conn_free(c);
+        schedule_free(c);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
@@ -560,7 +584,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         audit(c->b, c, "mqtt.disconnect", "success", "connection closed by the device", 0,
               VG_REJECT_NONE);
     }
-    conn_free(c);
+    schedule_free(c);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
