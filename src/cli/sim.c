@@ -149,7 +149,16 @@ static int connect_device(struct dev *d, SSL_CTX *ctx, const char *addr, char *e
         return -1;
     d->ssl = SSL_new(ctx);
     SSL_set_fd(d->ssl, d->fd);
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(d->ssl), "127.0.0.1");
+    /* Check the gateway's certificate names the address we dialled. */
+    char host[128], port[16];
+    if (vg_config_split_addr(addr, host, sizeof host, port, sizeof port) == 0) {
+        if (!strcmp(host, "0.0.0.0"))
+            vg_strlcpy(host, "127.0.0.1", sizeof host);
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(d->ssl), host) != 1) {
+            X509_VERIFY_PARAM_set1_host(SSL_get0_param(d->ssl), host, 0);
+            SSL_set_tlsext_host_name(d->ssl, host);
+        }
+    }
     if (SSL_connect(d->ssl) != 1) {
         snprintf(err, errsz, "TLS to %s failed: %s", addr, ERR_reason_error_string(ERR_get_error()));
         return -1;
