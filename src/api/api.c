@@ -425,7 +425,8 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
     struct vg_obs_query oq = {patient, code, OBS_SCAN_MAX};
     int n = vg_store_obs_query(q->api->st, &oq, collect_obs, &c);
     if (n < 0) {
-        sodium_memzero(c.obs, c.cap * sizeof *c.obs);
+        if (c.obs)
+            sodium_memzero(c.obs, c.cap * sizeof *c.obs);
         free(c.obs);
         const char *why = n == VG_STORE_INTEGRITY ? "a stored reading failed its integrity check"
                                                   : "store unavailable";
@@ -436,14 +437,16 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
                 n == VG_STORE_INTEGRITY ? "Integrity check failed" : "Store unavailable", why);
         return;
     }
-    qsort(c.obs, c.n, sizeof *c.obs, newest_first);
+    if (c.n > 1)
+        qsort(c.obs, c.n, sizeof *c.obs, newest_first);
     size_t shown = c.n < (size_t)count ? c.n : (size_t)count;
     char detail[160];
     snprintf(detail, sizeof detail, "FHIR Observation search%s%s: %zu of %zu results",
              code ? " code=" : "", code ? code : "", shown, c.n);
     /* Audit before disclosure: no record, no data (invariant 4). */
     if (audit_alone(q, "obs.read", target, "success", detail) != 0) {
-        sodium_memzero(c.obs, c.cap * sizeof *c.obs);
+        if (c.obs)
+            sodium_memzero(c.obs, c.cap * sizeof *c.obs);
         free(c.obs);
         evhttp_clear_headers(&params);
         problem(q, 503, "Audit trail unavailable", "patient data is not served without an audit record");
@@ -452,7 +455,8 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
     json_t *entries = json_array();
     for (size_t i = 0; i < shown; i++)
         json_array_append_new(entries, vg_fhir_observation(&c.obs[i]));
-    sodium_memzero(c.obs, c.cap * sizeof *c.obs);
+    if (c.obs)
+        sodium_memzero(c.obs, c.cap * sizeof *c.obs);
     free(c.obs);
     char self[512];
     snprintf(self, sizeof self, "%s/fhir/Observation%s%s", q->api->base_url, query ? "?" : "",

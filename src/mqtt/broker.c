@@ -288,10 +288,14 @@ void vg_broker_writer_notify(void *broker)
 static void set_keepalive(struct conn *c, uint16_t keepalive)
 {
     /* §3.1.2.10: the server closes a connection silent for 1.5 × keepalive.
-     * A keepalive of 0 still gets the configured maximum: no connection
-     * may sit idle forever. */
-    int secs = keepalive ? keepalive + keepalive / 2 : c->b->cfg->max_keepalive_s;
-    struct timeval tv = {secs, 0};
+     * vigil also caps the keepalive at max_keepalive_s (MQTT 3.1.1 has no
+     * way to tell the client; MQTT 5's server keepalive will), and a
+     * keepalive of 0 gets the cap: no connection may sit idle forever. */
+    long ka = keepalive;
+    if (ka == 0 || ka > c->b->cfg->max_keepalive_s)
+        ka = c->b->cfg->max_keepalive_s;
+    long ms = ka * 1500;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, &tv, NULL);
 }
 
