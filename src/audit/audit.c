@@ -139,3 +139,64 @@ int vg_audit_verify(struct vg_store *st, int64_t *count, int64_t *bad_seq, char 
     sqlite3_finalize(s);
     return rc;
 }
+
+int vg_audit_is_disclosure(const char *action)
+{
+    /* Every action that hands patient data to someone; new ones (live
+     * subscriptions, exports, break-glass reads) join this list. */
+    static const char *const disclosing[] = {"obs.read", "obs.export", "obs.subscribe",
+                                             "obs.breakglass", NULL};
+    for (const char *const *d = disclosing; *d; d++)
+        if (!strcmp(action, *d))
+            return 1;
+    return 0;
+}
+
+int vg_audit_query(struct sqlite3 *db, const struct vg_audit_filter *f, vg_audit_fn fn, void *ctx)
+{
+    /* One static statement with every filter optional keeps the SQL free
+     * of string building: all values are bound parameters. */
+    static const char sql[] =
+        "SELECT seq, ts_ms, actor, action, target, outcome, detail, source FROM audit"
+        " WHERE seq > ?1"
+        " AND (?2 IS NULL OR target = 'patient:' || ?2)"
+        " AND (?3 IS NULL OR actor = ?3 OR actor = 'user:' || ?3)"
+        " AND (?4 IS NULL OR action = ?4 OR (substr(?4, -1) = '.' AND"
+        "      substr(action, 1, length(?4)) = ?4))"
+        " AND (?5 IS NULL OR outcome = ?5)"
+        " AND ts_ms >= ?6 AND (?7 = 0 OR ts_ms < ?7)"
+        " AND (?8 = 0 OR action IN ('obs.read', 'obs.export', 'obs.subscribe', 'obs.breakglass'))"
+        " ORDER BY seq LIMIT ?9";
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(s, 1, f->after_seq);
+    if (f->patient)
+        sqlite3_bind_text(s, 2, f->patient, -1, SQLITE_STATIC);
+    if (f->principal)
+        sqlite3_bind_text(s, 3, f->principal, -1, SQLITE_STATIC);
+    if (f->action)
+        sqlite3_bind_text(s, 4, f->action, -1, SQLITE_STATIC);
+    if (f->outcome)
+        sqlite3_bind_text(s, 5, f->outcome, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, f->since_ms);
+    sqlite3_bind_int64(s, 7, f->until_ms);
+    sqlite3_bind_int(s, 8, f->disclosures_only ? 1 : 0);
+    sqlite3_bind_int64(s, 9, f->limit ? (int64_t)f->limit : -1);
+    int n = 0, step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct vg_audit_record r;
+        r.seq = sqlite3_column_int64(s, 0);
+        r.ts_ms = sqlite3_column_int64(s, 1);
+        const char **fields[6] = {&r.actor, &r.action, &r.target, &r.outcome, &r.detail, &r.source};
+        for (int i = 0; i < 6; i++) {
+            const unsigned char *t = sqlite3_column_text(s, 2 + i);
+            *fields[i] = t ? (const char *)t : "";
+        }
+        n++;
+        if (fn(ctx, &r))
+            break;
+    }
+    sqlite3_finalize(s);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? n : -1;
+}

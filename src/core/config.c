@@ -21,6 +21,8 @@ void vg_config_defaults(struct vg_config *cfg)
     cfg->writer_queue_max = 100000;
     cfg->batch_max = 1000;
     cfg->device_cert_days = 397;
+    cfg->checkpoint_records = 1000;
+    cfg->checkpoint_seconds = 60;
     vg_strlcpy(cfg->log_level, "info", sizeof cfg->log_level);
 }
 
@@ -45,6 +47,8 @@ static const struct int_key int_keys[] = {
     {"limits", "writer_queue_max", offsetof(struct vg_config, writer_queue_max), 1, 10000000},
     {"limits", "batch_max", offsetof(struct vg_config, batch_max), 1, 100000},
     {"pki", "device_cert_days", offsetof(struct vg_config, device_cert_days), 1, 3650},
+    {"audit", "checkpoint_records", offsetof(struct vg_config, checkpoint_records), 1, 10000000},
+    {"audit", "checkpoint_seconds", offsetof(struct vg_config, checkpoint_seconds), 1, 86400},
 };
 
 static int on_kv(void *user, const char *section, const char *name, const char *value)
@@ -58,6 +62,22 @@ static int on_kv(void *user, const char *section, const char *name, const char *
         }
         vg_strlcpy(!strcmp(name, "mqtt") ? c->cfg->mqtt_listen : c->cfg->api_listen, value,
                    sizeof c->cfg->mqtt_listen);
+        return 1;
+    }
+    if (!strcmp(section, "audit") && !strcmp(name, "syslog")) {
+        char host[128], port[16];
+        if (value[0] && vg_config_split_addr(value, host, sizeof host, port, sizeof port) != 0) {
+            snprintf(c->err, c->err_size, "[audit] syslog: expected HOST:PORT or nothing");
+            return 0;
+        }
+        vg_strlcpy(c->cfg->syslog_target, value, sizeof c->cfg->syslog_target);
+        return 1;
+    }
+    if (!strcmp(section, "audit") && !strcmp(name, "syslog_ca")) {
+        if (vg_strlcpy(c->cfg->syslog_ca, value, sizeof c->cfg->syslog_ca) != 0) {
+            snprintf(c->err, c->err_size, "[audit] syslog_ca: path too long");
+            return 0;
+        }
         return 1;
     }
     if (!strcmp(section, "log") && !strcmp(name, "level")) {
@@ -136,6 +156,19 @@ static const char default_conf[] =
     "[pki]\n"
     "# Validity of device certificates issued by `vigil device enroll`, days.\n"
     "#device_cert_days = 397\n"
+    "\n"
+    "[audit]\n"
+    "# The audit trail is hash-chained; a checkpoint of its head is signed\n"
+    "# with keys/audit.key every checkpoint_records records or\n"
+    "# checkpoint_seconds seconds, stored in the database and appended to\n"
+    "# audit/checkpoints.log.\n"
+    "#checkpoint_records = 1000\n"
+    "#checkpoint_seconds = 60\n"
+    "# Ship every record live to a SIEM as RFC 5424 syslog over TLS\n"
+    "# (RFC 5425), e.g. syslog = siem.example.org:6514, verified against\n"
+    "# syslog_ca (a path relative to this directory, or absolute).\n"
+    "#syslog =\n"
+    "#syslog_ca =\n"
     "\n"
     "[log]\n"
     "# debug, info, warn or error. Logs never contain readings or secrets.\n"

@@ -25,6 +25,13 @@ struct vg_config {
     int batch_max;              /* readings per group commit */
     /* [pki] */
     int device_cert_days;       /* validity of issued device certificates */
+    /* [audit] */
+    int checkpoint_records;     /* sign a checkpoint every N records... */
+    int checkpoint_seconds;     /* ...or every T seconds if records came */
+    char syslog_target[128];    /* HOST:PORT of a syslog-over-TLS receiver,
+                                   empty = no live shipping */
+    char syslog_ca[512];        /* CA file that signed the receiver's
+                                   certificate (relative to the data dir) */
     /* [log] */
     char log_level[16];         /* debug, info, warn, error */
 };
