@@ -6,7 +6,7 @@ JOBS ?= 2
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
-.PHONY: all deps check unit integration fuzz demo clean format
+.PHONY: all deps check unit integration fuzz demo bench clean format
 
 all: $(BUILD)/vigil
 
@@ -32,6 +32,12 @@ check: deps
 demo: deps
 	$(MAKE) all
 	./scripts/demo
+
+# Benchmarks (figures, not pass/fail): see bench/README.md.
+bench: deps
+	$(MAKE) all
+	cmake --build $(BUILD) -j $(JOBS) --target bench_audit
+	./bench/run.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

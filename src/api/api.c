@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -13,6 +14,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "api/auditevent.h"
 #include "api/fhir.h"
 #include "audit/audit.h"
 #include "core/log.h"
@@ -30,6 +32,8 @@ struct vg_api {
     char ca_cert[PATH_MAX], ca_key[PATH_MAX];
     char base_url[160];
     char *ca_pem; /* handed out with every enrollment */
+    char audit_pub[PATH_MAX], checkpoint_log[PATH_MAX];
+    char observer[256]; /* this gateway's name in exported audit events */
 };
 
 /* What one request carries through its handler. */
@@ -223,6 +227,9 @@ static void post_patient(struct req *q)
         rc = vg_store_commit(st);
     if (rc) {
         vg_store_rollback(st);
+        /* A refused change is recorded too: who tried what. */
+        (void)audit_alone(q, "patient.create", target, "failure",
+                          rc == VG_STORE_EXISTS ? "already exists" : "store unavailable");
         if (rc == VG_STORE_EXISTS)
             problem(q, 409, "Patient already exists", NULL);
         else
@@ -248,6 +255,9 @@ static void post_device(struct req *q)
     struct vg_device_info dev;
     struct vg_store *st = q->api->st;
     if (vg_store_device_get(st, id, &dev) == VG_STORE_OK) {
+        char t[VG_ID_MAX + 16];
+        snprintf(t, sizeof t, "device:%s", id);
+        (void)audit_alone(q, "device.enroll", t, "failure", "already enrolled");
         problem(q, 409, "Device already enrolled", NULL);
         json_decref(body);
         return;
@@ -325,6 +335,8 @@ static void put_assignment(struct req *q, const char *device)
         char why[256];
         vg_strlcpy(why, vg_store_errmsg(st), sizeof why);
         vg_store_rollback(st);
+        (void)audit_alone(q, "device.assign", target, "failure",
+                          rc == VG_STORE_NOT_FOUND ? why : "store unavailable");
         if (rc == VG_STORE_NOT_FOUND)
             problem(q, 404, strstr(why, "patient") ? "No such patient" : "No such device", NULL);
         else
@@ -441,8 +453,8 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
         qsort(c.obs, c.n, sizeof *c.obs, newest_first);
     size_t shown = c.n < (size_t)count ? c.n : (size_t)count;
     char detail[160];
-    snprintf(detail, sizeof detail, "FHIR Observation search%s%s: %zu of %zu results",
-             code ? " code=" : "", code ? code : "", shown, c.n);
+    snprintf(detail, sizeof detail, "FHIR Observation search%s%s: %zu of %zu results, as role %s",
+             code ? " code=" : "", code ? code : "", shown, c.n, q->role);
     /* Audit before disclosure: no record, no data (invariant 4). */
     if (audit_alone(q, "obs.read", target, "success", detail) != 0) {
         if (c.obs)
@@ -466,6 +478,250 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
               "application/fhir+json");
 }
 
+/* ---- the audit trail ---- */
+
+/* Until the access issue brings the one decision function, reading the
+ * trail is for the admin and auditor roles; refusals are themselves
+ * audited. */
+static int require_audit_reader(struct req *q)
+{
+    if (!strcmp(q->role, "admin") || !strcmp(q->role, "auditor"))
+        return 0;
+    (void)audit_alone(q, "audit.read", "", "denied", "role may not read the audit trail");
+    problem(q, 403, "Forbidden", "reading the audit trail needs the auditor or admin role");
+    return -1;
+}
+
+struct audit_params {
+    struct vg_audit_filter f;
+    const char *format;
+    char why[128];
+};
+
+static int parse_time_param(const char *v, int64_t *out)
+{
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (*v && !*end && n >= 0) {
+        *out = n;
+        return 0;
+    }
+    return vg_time_parse_rfc3339(v, strlen(v), out);
+}
+
+/* Parses the audit filters; returns -1 with p->why on a bad one. The
+ * query's values stay owned by 'params'. */
+static int parse_audit_params(struct evkeyvalq *params, struct audit_params *p, size_t max_limit)
+{
+    memset(p, 0, sizeof *p);
+    p->f.limit = 100;
+    for (struct evkeyval *kv = params->tqh_first; kv; kv = kv->next.tqe_next) {
+        const char *k = kv->key, *v = kv->value;
+        char *end;
+        if (!strcmp(k, "patient")) {
+            if (!vg_id_valid(v))
+                goto bad;
+            p->f.patient = v;
+        } else if (!strcmp(k, "principal")) {
+            if (strlen(v) > VG_ID_MAX + 16 || !*v)
+                goto bad;
+            p->f.principal = v;
+        } else if (!strcmp(k, "action")) {
+            if (strlen(v) > 64 || !*v)
+                goto bad;
+            p->f.action = v;
+        } else if (!strcmp(k, "outcome")) {
+            if (strcmp(v, "success") && strcmp(v, "refused") && strcmp(v, "denied") &&
+                strcmp(v, "failure"))
+                goto bad;
+            p->f.outcome = v;
+        } else if (!strcmp(k, "since")) {
+            if (parse_time_param(v, &p->f.since_ms) != 0)
+                goto bad;
+        } else if (!strcmp(k, "until")) {
+            if (parse_time_param(v, &p->f.until_ms) != 0)
+                goto bad;
+        } else if (!strcmp(k, "after")) {
+            long long n = strtoll(v, &end, 10);
+            if (*end || n < 0)
+                goto bad;
+            p->f.after_seq = n;
+        } else if (!strcmp(k, "limit")) {
+            long n = strtol(v, &end, 10);
+            if (*end || n < 1 || (size_t)n > max_limit)
+                goto bad;
+            p->f.limit = (size_t)n;
+        } else if (!strcmp(k, "disclosures")) {
+            p->f.disclosures_only = !strcmp(v, "1") || !strcmp(v, "true");
+        } else if (!strcmp(k, "format")) {
+            if (strcmp(v, "fhir") && strcmp(v, "jsonl"))
+                goto bad;
+            p->format = v;
+        } else {
+            snprintf(p->why, sizeof p->why, "unsupported parameter");
+            return -1;
+        }
+        continue;
+    bad:
+        snprintf(p->why, sizeof p->why, "invalid value for '%.32s'", k);
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *record_json(const struct vg_audit_record *r)
+{
+    char t[32];
+    vg_time_format(r->ts_ms, t);
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "seq", (json_int_t)r->seq, "time",
+                     t, "actor", r->actor, "action", r->action, "target", r->target, "outcome",
+                     r->outcome, "detail", r->detail, "source", r->source);
+}
+
+struct audit_collect {
+    json_t *arr;
+    int64_t last_seq;
+    int fhir;
+    const char *observer;
+};
+
+static int collect_record(void *ctx, const struct vg_audit_record *r)
+{
+    struct audit_collect *c = ctx;
+    json_array_append_new(c->arr, c->fhir ? vg_fhir_audit_event(r, c->observer) : record_json(r));
+    c->last_seq = r->seq;
+    return 0;
+}
+
+/* The URL of the next page: the same query with after= the last seq. */
+static char *next_url(const char *path, struct evkeyvalq *params, int64_t last_seq)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "%s?", path);
+    for (struct evkeyval *kv = params->tqh_first; kv; kv = kv->next.tqe_next) {
+        if (!strcmp(kv->key, "after"))
+            continue;
+        char *enc = evhttp_encode_uri(kv->value);
+        evbuffer_add_printf(b, "%s=%s&", kv->key, enc ? enc : "");
+        free(enc);
+    }
+    evbuffer_add_printf(b, "after=%lld", (long long)last_seq);
+    size_t len = evbuffer_get_length(b);
+    char *out = malloc(len + 1);
+    if (out) {
+        evbuffer_remove(b, out, len);
+        out[len] = '\0';
+    }
+    evbuffer_free(b);
+    return out;
+}
+
+static void get_audit(struct req *q, const struct evhttp_uri *uri, int export)
+{
+    if (require_audit_reader(q) != 0)
+        return;
+    struct evkeyvalq params;
+    const char *query = evhttp_uri_get_query(uri);
+    if (evhttp_parse_query_str(query ? query : "", &params) != 0) {
+        problem(q, 400, "Malformed query string", NULL);
+        return;
+    }
+    struct audit_params p;
+    if (parse_audit_params(&params, &p, export ? 10000 : 1000) != 0 || (export && !p.format)) {
+        problem(q, 400, "Invalid audit query", p.why[0] ? p.why : "format=fhir or format=jsonl is required");
+        evhttp_clear_headers(&params);
+        return;
+    }
+    struct audit_collect c = {json_array(), 0, export && !strcmp(p.format, "fhir"), q->api->observer};
+    int n = vg_audit_query(vg_store_db(q->api->st), &p.f, collect_record, &c);
+    if (n < 0) {
+        json_decref(c.arr);
+        evhttp_clear_headers(&params);
+        problem(q, 503, "Store unavailable", NULL);
+        return;
+    }
+    char detail[200];
+    snprintf(detail, sizeof detail, "%s %d records%s%s", export ? "exported" : "listed", n,
+             p.f.patient ? " about patient:" : "", p.f.patient ? p.f.patient : "");
+    /* Who looked at the trail is part of the trail. */
+    char target[VG_ID_MAX + 16] = "";
+    if (p.f.patient)
+        snprintf(target, sizeof target, "patient:%s", p.f.patient);
+    if (audit_alone(q, export ? "audit.export" : "audit.read", target, "success", detail) != 0) {
+        json_decref(c.arr);
+        evhttp_clear_headers(&params);
+        problem(q, 503, "Audit trail unavailable", NULL);
+        return;
+    }
+    const char *path = evhttp_uri_get_path(uri);
+    char *next = (size_t)n == p.f.limit ? next_url(path, &params, c.last_seq) : NULL;
+    evhttp_clear_headers(&params);
+    if (!export) {
+        ok(q, 200, json_pack("{s:o, s:s?}", "records", c.arr, "next", next));
+    } else if (c.fhir) {
+        json_t *bundle = vg_fhir_audit_bundle(c.arr, q->api->base_url);
+        if (next && bundle)
+            json_object_set_new(bundle, "link", json_pack("[{s:s, s:s}]", "relation", "next", "url", next));
+        send_json(q, 200, "OK", bundle, "application/fhir+json");
+    } else {
+        /* JSON lines: one record per line, the SIEM-friendly form. */
+        struct evbuffer *out = evbuffer_new();
+        size_t i;
+        json_t *rec;
+        json_array_foreach(c.arr, i, rec)
+        {
+            char *line = json_dumps(rec, JSON_COMPACT);
+            if (line) {
+                evbuffer_add_printf(out, "%s\n", line);
+                free(line);
+            }
+        }
+        json_decref(c.arr);
+        struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
+        evhttp_add_header(h, "Content-Type", "application/x-ndjson");
+        evhttp_add_header(h, "Cache-Control", "no-store");
+        if (next)
+            evhttp_add_header(h, "X-Next-Page", next);
+        evhttp_send_reply(q->r, 200, "OK", out);
+        evbuffer_free(out);
+    }
+    free(next);
+}
+
+static void get_audit_verify(struct req *q)
+{
+    if (require_audit_reader(q) != 0)
+        return;
+    uint8_t pk[VG_AUDIT_PK_BYTES];
+    char err[256];
+    if (vg_audit_pub_load(q->api->audit_pub, pk, err, sizeof err) != 0) {
+        vg_log_error("api: %s", err);
+        problem(q, 503, "Audit public key unavailable", NULL);
+        return;
+    }
+    const char *cp_file = access(q->api->checkpoint_log, R_OK) == 0 ? q->api->checkpoint_log : NULL;
+    struct vg_audit_verify_result res;
+    int rc = vg_audit_verify_db(vg_store_db(q->api->st), pk, cp_file, &res);
+    if (rc < 0) {
+        problem(q, 503, "Cannot read the audit trail", res.why);
+        return;
+    }
+    char detail[300];
+    snprintf(detail, sizeof detail, "%s: %lld records, %lld checkpoints%s%.200s",
+             res.ok ? "verified" : "FAILED", (long long)res.records, (long long)res.checkpoints,
+             res.ok ? "" : ": ", res.ok ? "" : res.why);
+    (void)audit_alone(q, "audit.verify", "", res.ok ? "success" : "failure", detail);
+    char cp_time[32] = "";
+    if (res.latest_cp_ts)
+        vg_time_format(res.latest_cp_ts, cp_time);
+    ok(q, 200, json_pack("{s:b, s:I, s:I, s:I, s:I, s:s?, s:I, s:s?}", "ok", res.ok, "records",
+                         (json_int_t)res.records, "last_seq", (json_int_t)res.last_seq,
+                         "checkpoints", (json_int_t)res.checkpoints, "latest_checkpoint_seq",
+                         (json_int_t)res.latest_cp_seq, "latest_checkpoint_time",
+                         res.latest_cp_ts ? cp_time : NULL, "bad_seq", (json_int_t)res.bad_seq,
+                         "why", res.ok ? NULL : res.why));
+}
+
 static void get_stats(struct req *q)
 {
     struct vg_broker_stats s;
@@ -483,7 +739,7 @@ static void get_stats(struct req *q)
 
 static void route(struct evhttp_request *r, void *arg)
 {
-    struct req q = {.api = arg, .r = r};
+    struct req q = {.api = arg, .r = r, .actor = "peer"};
     struct evhttp_connection *conn = evhttp_request_get_connection(r);
     struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
     if (bev)
@@ -535,6 +791,16 @@ static void route(struct evhttp_request *r, void *arg)
             get_observations(&q, uri);
         else
             problem(&q, 405, "Method not allowed", NULL);
+    } else if (!strcmp(path, "/api/v1/audit") || !strcmp(path, "/api/v1/audit/export")) {
+        if (cmd == EVHTTP_REQ_GET)
+            get_audit(&q, uri, !strcmp(path, "/api/v1/audit/export"));
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+    } else if (!strcmp(path, "/api/v1/audit/verify")) {
+        if (cmd == EVHTTP_REQ_GET)
+            get_audit_verify(&q);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
     } else if (!strcmp(path, "/api/v1/stats")) {
         get_stats(&q);
     } else {
@@ -568,6 +834,10 @@ struct vg_api *vg_api_new(struct event_base *base, SSL_CTX *tls, const struct vg
     api->broker = broker;
     snprintf(api->ca_cert, sizeof api->ca_cert, "%s/pki/ca.pem", datadir);
     snprintf(api->ca_key, sizeof api->ca_key, "%s/pki/ca.key", datadir);
+    snprintf(api->audit_pub, sizeof api->audit_pub, "%s/keys/audit.pub", datadir);
+    snprintf(api->checkpoint_log, sizeof api->checkpoint_log, "%s/audit/checkpoints.log", datadir);
+    if (gethostname(api->observer, sizeof api->observer - 1) != 0)
+        vg_strlcpy(api->observer, "vigil", sizeof api->observer);
     FILE *f = fopen(api->ca_cert, "re");
     if (f) {
         api->ca_pem = calloc(1, 16384);

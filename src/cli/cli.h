@@ -18,6 +18,7 @@ int vg_cli_patient(int argc, char **argv);
 int vg_cli_device(int argc, char **argv);
 int vg_cli_obs(int argc, char **argv);
 int vg_cli_sim(int argc, char **argv);
+int vg_cli_audit(int argc, char **argv);
 
 /* Client connection options shared by every API subcommand. */
 struct vg_cli_conn {

@@ -24,6 +24,7 @@ static const char init_help[] =
     "  pki/ca.pem, ca.key  vigil's certificate authority (EC P-256)\n"
     "  pki/server.pem/.key the TLS server certificate (localhost, 127.0.0.1, host name)\n"
     "  keys/kek            the key-encryption key (32 random bytes, 0600)\n"
+    "  keys/audit.key/.pub the Ed25519 key that signs audit checkpoints\n"
     "  vigil.db            the SQLite database (WAL)\n"
     "  admin.token         the first admin's API token (0600)\n"
     "Refuses a DIR that exists and is not empty. Never prints a key.\n";
@@ -115,6 +116,14 @@ int vg_cli_init(int argc, char **argv)
         fprintf(stderr, "vigil init: %s\n", err);
         return 1;
     }
+    snprintf(path, sizeof path, "%s/keys/audit.key", dir);
+    snprintf(p2, sizeof p2, "%s/keys/audit.pub", dir);
+    snprintf(p3, sizeof p3, "%s/audit", dir);
+    if (vg_audit_key_create(path, p2, err, sizeof err) != 0 || mkdir(p3, 0700) != 0) {
+        fprintf(stderr, "vigil init: %s\n", err[0] ? err : "cannot create the audit directory");
+        sodium_memzero(kek, sizeof kek);
+        return 1;
+    }
     snprintf(path, sizeof path, "%s/vigil.db", dir);
     struct vg_store *st = NULL;
     int rc = vg_store_create(path, kek, err, sizeof err);
@@ -166,9 +175,10 @@ int vg_cli_init(int argc, char **argv)
            "  %s/pki/ca.pem        certificate authority (key: pki/ca.key, 0600)\n"
            "  %s/pki/server.pem    TLS server certificate for localhost, 127.0.0.1, %s\n"
            "  %s/keys/kek          key-encryption key (0600; back it up apart from the database)\n"
+           "  %s/keys/audit.key    audit signing key (0600; audit.pub is what verifiers trust)\n"
            "  %s/vigil.db          database, schema version %d\n"
            "  %s/admin.token       API token of user 'admin' (0600)\n"
            "Next: vigil serve %s\n",
-           dir, dir, dir, dir, host, dir, dir, version, dir, dir);
+           dir, dir, dir, dir, host, dir, dir, dir, version, dir, dir);
     return 0;
 }

@@ -18,6 +18,8 @@ static const char usage[] =
     "  device enroll ID --out DIR   enroll a device; writes its certificate and key\n"
     "  device assign ID PATIENT     attach a device to a patient from now on\n"
     "  obs list PATIENT [--json]    show a patient's stored readings\n"
+    "  audit verify DIR             verify the hash chain and signed checkpoints offline\n"
+    "  audit list|report|export     read the audit trail (auditor or admin)\n"
     "  sim --devices N --rate R --for S\n"
     "                               enroll N simulated devices and stream vitals\n"
     "\n"
@@ -40,6 +42,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"init", vg_cli_init},       {"serve", vg_cli_serve}, {"patient", vg_cli_patient},
         {"device", vg_cli_device},   {"obs", vg_cli_obs},     {"sim", vg_cli_sim},
+        {"audit", vg_cli_audit},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(argv[1], cmds[i].name))

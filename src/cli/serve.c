@@ -1,14 +1,20 @@
 /* vigil serve DIR — the gateway process. */
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
 
 #include "api/api.h"
+#include "audit/audit.h"
+#include "audit/ship.h"
 #include "cli/cli.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -72,16 +78,88 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     event_add(s->tick, &tv);
 }
 
-static void audit_system(struct vg_writer *w, const char *action, const char *detail)
+static void audit_system_outcome(struct vg_writer *w, const char *action, const char *outcome,
+                                 const char *detail)
 {
     struct vg_job *j = vg_job_new(VG_JOB_AUDIT, 0);
     if (!j)
         return;
     vg_strlcpy(j->audit.actor, "system", sizeof j->audit.actor);
     vg_strlcpy(j->audit.action, action, sizeof j->audit.action);
-    vg_strlcpy(j->audit.outcome, "success", sizeof j->audit.outcome);
+    vg_strlcpy(j->audit.outcome, outcome, sizeof j->audit.outcome);
     vg_strlcpy(j->audit.detail, detail, sizeof j->audit.detail);
     vg_writer_submit(w, j);
+}
+
+static void audit_system(struct vg_writer *w, const char *action, const char *detail)
+{
+    audit_system_outcome(w, action, "success", detail);
+}
+
+/* The SIEM feed failing is an alert: logged, and recorded in the trail
+ * itself (which keeps the record until shipping recovers). */
+struct ship_alert_ctx {
+    pthread_mutex_t lock;
+    struct vg_writer *writer; /* NULL once the writer is stopping */
+};
+
+static void ship_alert(void *ctx, int failing, const char *what)
+{
+    struct ship_alert_ctx *a = ctx;
+    if (failing)
+        vg_log_error("alert: %s", what);
+    else
+        vg_log_info("audit: %s", what);
+    /* The shipper outlives the writer by a moment at shutdown (it ships the
+     * vigil.stop record): an alert in that window is logged only. */
+    pthread_mutex_lock(&a->lock);
+    if (a->writer)
+        audit_system_outcome(a->writer, failing ? "alert.raised" : "alert.cleared",
+                             failing ? "failure" : "success", what);
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* Loads keys/audit.key. A data dir from before signed checkpoints gets a
+ * key now — but only while no checkpoint exists: a missing key with
+ * checkpoints on record means the key was lost, and replacing it would
+ * make forged checkpoints indistinguishable from real ones. */
+static int load_audit_key(const char *dir, struct vg_store *st, uint8_t *sk, char *err, size_t err_size)
+{
+    char sk_path[PATH_MAX], pk_path[PATH_MAX];
+    snprintf(sk_path, sizeof sk_path, "%s/keys/audit.key", dir);
+    snprintf(pk_path, sizeof pk_path, "%s/keys/audit.pub", dir);
+    if (access(sk_path, F_OK) != 0) {
+        sqlite3_stmt *s;
+        int have = 1;
+        if (sqlite3_prepare_v2(vg_store_db(st), "SELECT count(*) FROM audit_checkpoints", -1, &s,
+                               NULL) == SQLITE_OK) {
+            if (sqlite3_step(s) == SQLITE_ROW)
+                have = sqlite3_column_int(s, 0) > 0;
+            sqlite3_finalize(s);
+        }
+        if (have) {
+            snprintf(err, err_size, "the audit signing key %.300s is missing but signed checkpoints"
+                                    " exist; restore the key from backup", sk_path);
+            return -1;
+        }
+        if (vg_audit_key_create(sk_path, pk_path, err, err_size) != 0)
+            return -1;
+        vg_log_warn("serve: created an audit signing key (%s); the data dir predates it", sk_path);
+    }
+    return vg_audit_key_load(sk_path, sk, err, err_size);
+}
+
+/* SHA-256 of vigil.conf, recorded at start so configuration changes between
+ * runs show in the trail. */
+static void config_digest(const char *path, char out[17])
+{
+    uint8_t buf[65536], md[VG_SHA256_BYTES];
+    FILE *f = fopen(path, "re");
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f)
+        fclose(f);
+    vg_sha256(buf, n, md);
+    vg_hex(md, 8, out);
 }
 
 int vg_cli_serve(int argc, char **argv)
@@ -145,13 +223,46 @@ int vg_cli_serve(int argc, char **argv)
         return 1;
     }
     struct serve s = {0};
+    uint8_t *audit_sk = sodium_malloc(VG_AUDIT_SK_BYTES);
+    if (!audit_sk || load_audit_key(dir, reader, audit_sk, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil serve: cannot start: %s\n", audit_sk ? err : "out of memory");
+        sodium_free(kek);
+        sodium_free(audit_sk);
+        vg_store_close(reader);
+        return 1;
+    }
+    snprintf(p3, sizeof p3, "%s/audit", dir);
+    mkdir(p3, 0700);
+    snprintf(p3, sizeof p3, "%s/audit/checkpoints.log", dir);
+    struct vg_writer_opts wopts = {(size_t)cfg.batch_max, audit_sk, cfg.checkpoint_records,
+                                   cfg.checkpoint_seconds, p3};
     struct vg_writer *writer =
-        vg_writer_start(path, kek, (size_t)cfg.batch_max, notify_trampoline, &s, err, sizeof err);
+        vg_writer_start(path, kek, &wopts, notify_trampoline, &s, err, sizeof err);
     sodium_free(kek);
+    sodium_free(audit_sk);
     if (!writer) {
         fprintf(stderr, "vigil serve: cannot start: %s\n", err);
         vg_store_close(reader);
         return 1;
+    }
+    struct vg_audit_shipper *shipper = NULL;
+    struct ship_alert_ctx alert_ctx = {PTHREAD_MUTEX_INITIALIZER, writer};
+    if (cfg.syslog_target[0]) {
+        char ca[PATH_MAX], state[PATH_MAX];
+        if (cfg.syslog_ca[0] == '/' )
+            vg_strlcpy(ca, cfg.syslog_ca, sizeof ca);
+        else
+            snprintf(ca, sizeof ca, "%s/%s", dir, cfg.syslog_ca[0] ? cfg.syslog_ca : "pki/syslog-ca.pem");
+        snprintf(state, sizeof state, "%s/audit/ship.state", dir);
+        shipper = vg_audit_ship_start(path, cfg.syslog_target, ca, state, ship_alert, &alert_ctx,
+                                      err, sizeof err);
+        if (!shipper) {
+            fprintf(stderr, "vigil serve: cannot start audit shipping: %s\n", err);
+            vg_writer_stop(writer);
+            vg_store_close(reader);
+            return 1;
+        }
+        vg_log_info("serve: shipping the audit trail to %s (RFC 5425)", cfg.syslog_target);
     }
 
     snprintf(path, sizeof path, "%s/pki/server.pem", dir);
@@ -183,8 +294,11 @@ int vg_cli_serve(int argc, char **argv)
     s.tick = event_new(s.base, -1, EV_PERSIST, tick_cb, &s);
     event_add(sigint, NULL);
     event_add(sigterm, NULL);
-    char detail[300];
-    snprintf(detail, sizeof detail, "mqtts://%s https://%s", cfg.mqtt_listen, cfg.api_listen);
+    char detail[600], digest[17];
+    snprintf(path, sizeof path, "%s/vigil.conf", dir);
+    config_digest(path, digest);
+    snprintf(detail, sizeof detail, "mqtts://%s https://%s, vigil.conf sha256 %s..., audit shipping %s",
+             cfg.mqtt_listen, cfg.api_listen, digest, cfg.syslog_target[0] ? cfg.syslog_target : "off");
     audit_system(writer, "vigil.start", detail);
     vg_log_info("serve: MQTT/TLS on %s, HTTPS API on %s, data in %s", cfg.mqtt_listen,
                 cfg.api_listen, dir);
@@ -201,7 +315,12 @@ out:
     /* The writer may still notify: make it see no broker before freeing. */
     __atomic_store_n(&s.broker, NULL, __ATOMIC_RELEASE);
     vg_broker_free(b);
+    pthread_mutex_lock(&alert_ctx.lock);
+    alert_ctx.writer = NULL;
+    pthread_mutex_unlock(&alert_ctx.lock);
     vg_writer_stop(writer); /* commits what is queued, including vigil.stop */
+    if (shipper)
+        vg_audit_ship_stop(shipper, 2000);
     vg_store_close(reader);
     if (s.base)
         event_base_free(s.base);

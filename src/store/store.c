@@ -75,6 +75,14 @@ static const char *const migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'audit trail is append-only'); END;"
     "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
     "  BEGIN SELECT RAISE(ABORT, 'audit trail is append-only'); END;",
+    /* 2: signed checkpoints of the audit chain's head */
+    "CREATE TABLE audit_checkpoints ("
+    "  id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, ts_ms INTEGER NOT NULL,"
+    "  head BLOB NOT NULL, pubkey BLOB NOT NULL, sig BLOB NOT NULL);"
+    "CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints"
+    "  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;"
+    "CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints"
+    "  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

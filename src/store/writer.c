@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "audit/audit.h"
 #include "core/log.h"
@@ -21,6 +22,11 @@ struct vg_writer {
     int stopping;
     int last_failed;                  /* log a failing disk once, not per batch */
     struct vg_store *st;
+    uint8_t *audit_sk;                /* sodium_malloc'd, or NULL */
+    int cp_records, cp_seconds;
+    char *cp_log_path;
+    int64_t cp_last_ms;               /* monotonic time of the last one */
+    long cp_pending;                  /* audit records since then */
     vg_writer_notify_fn notify;
     void *notify_ctx;
 };
@@ -55,33 +61,66 @@ void vg_job_free(struct vg_job *job)
     free(job);
 }
 
-static void summarise_refusals(const struct vg_job *j, char *out, size_t size)
+/* Readings are audited per device and patient per batch — count, time
+ * range, refusal reasons — not one record per reading. */
+struct agg {
+    char device[VG_ID_MAX + 1];
+    char patient[VG_ID_MAX + 1];
+    char source[64];
+    size_t stored, refused;
+    int64_t tmin, tmax;
+    size_t reasons[VG_REJECT_STORE + 1];
+};
+
+struct agg_list {
+    struct agg *v;
+    size_t n, cap;
+};
+
+static struct agg *agg_for(struct agg_list *l, const struct vg_job *j)
 {
-    /* "3 refused: implausible-value x2, unknown-code x1" — reasons only. */
-    size_t counts[VG_REJECT_STORE + 1] = {0};
-    size_t total = 0;
-    for (size_t i = 0; i < j->n; i++)
-        if (j->items[i].reject != VG_REJECT_NONE && j->items[i].reject <= VG_REJECT_STORE) {
-            counts[j->items[i].reject]++;
-            total++;
-        }
-    int off = snprintf(out, size, "%zu refused:", total);
-    for (int r = 1; r <= VG_REJECT_STORE && off > 0 && (size_t)off < size; r++)
-        if (counts[r])
-            off += snprintf(out + off, size - (size_t)off, " %s x%zu", vg_reject_name(r), counts[r]);
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i].device, j->device) && !strcmp(l->v[i].patient, j->patient))
+            return &l->v[i];
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct agg *v = realloc(l->v, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        l->v = v;
+        l->cap = cap;
+    }
+    struct agg *a = &l->v[l->n++];
+    memset(a, 0, sizeof *a);
+    vg_strlcpy(a->device, j->device, sizeof a->device);
+    vg_strlcpy(a->patient, j->patient, sizeof a->patient);
+    vg_strlcpy(a->source, j->source, sizeof a->source);
+    a->tmin = INT64_MAX;
+    a->tmax = INT64_MIN;
+    return a;
 }
 
-static int write_readings(struct vg_writer *w, struct vg_job *j)
+static int append(struct vg_writer *w, const struct vg_audit_event *ev)
 {
-    char actor[VG_ID_MAX + 16], target[VG_ID_MAX + 16], detail[256];
+    int rc = vg_audit_append(w->st, ev);
+    if (rc == VG_STORE_OK)
+        w->cp_pending++;
+    return rc;
+}
+
+static int write_readings(struct vg_writer *w, struct vg_job *j, struct agg_list *aggs)
+{
+    char actor[VG_ID_MAX + 16], detail[256];
     snprintf(actor, sizeof actor, "device:%s", j->device);
     j->stored = j->refused = 0;
 
     if (j->whole != VG_REJECT_NONE) {
+        /* A payload that is not readings at all is an anomaly worth its own
+         * record (fleet posture looks for these). */
         j->refused = 1;
         snprintf(detail, sizeof detail, "%s: %s", vg_reject_name(j->whole), j->whole_detail);
         struct vg_audit_event ev = {0, actor, "mqtt.publish", actor, "refused", detail, j->source};
-        return vg_audit_append(w->st, &ev);
+        return append(w, &ev);
     }
 
     /* The device's assignment at receive time decides the patient
@@ -99,11 +138,16 @@ static int write_readings(struct vg_writer *w, struct vg_job *j)
         return rc;
     }
 
-    int64_t tmin = INT64_MAX, tmax = INT64_MIN;
+    struct agg *a = agg_for(aggs, j);
+    if (!a)
+        return VG_STORE_ERROR;
     for (size_t i = 0; i < j->n; i++) {
         struct vg_reading_item *it = &j->items[i];
         if (it->reject != VG_REJECT_NONE) {
             j->refused++;
+            a->refused++;
+            if (it->reject <= VG_REJECT_STORE)
+                a->reasons[it->reject]++;
             continue;
         }
         char id[VG_OBS_ID_MAX];
@@ -111,47 +155,71 @@ static int write_readings(struct vg_writer *w, struct vg_job *j)
                                        j->received_ms, id)) != VG_STORE_OK)
             return rc;
         j->stored++;
-        if (it->reading.time_ms < tmin)
-            tmin = it->reading.time_ms;
-        if (it->reading.time_ms > tmax)
-            tmax = it->reading.time_ms;
-    }
-    if (j->stored) {
-        char a[32], b[32];
-        vg_time_format(tmin, a);
-        vg_time_format(tmax, b);
-        snprintf(target, sizeof target, "patient:%s", j->patient);
-        snprintf(detail, sizeof detail, "stored %zu readings from %s, effective %s to %s",
-                 j->stored, j->device, a, b);
-        struct vg_audit_event ev = {0, actor, "readings.store", target, "success", detail, j->source};
-        if ((rc = vg_audit_append(w->st, &ev)))
-            return rc;
-    }
-    if (j->refused) {
-        summarise_refusals(j, detail, sizeof detail);
-        snprintf(target, sizeof target, j->patient[0] ? "patient:%s" : "device:%s",
-                 j->patient[0] ? j->patient : j->device);
-        struct vg_audit_event ev = {0, actor, "readings.refuse", target, "refused", detail, j->source};
-        if ((rc = vg_audit_append(w->st, &ev)))
-            return rc;
+        a->stored++;
+        if (it->reading.time_ms < a->tmin)
+            a->tmin = it->reading.time_ms;
+        if (it->reading.time_ms > a->tmax)
+            a->tmax = it->reading.time_ms;
     }
     return VG_STORE_OK;
 }
 
-static int write_job(struct vg_writer *w, struct vg_job *j)
+static int write_aggregates(struct vg_writer *w, const struct agg_list *aggs)
+{
+    for (size_t i = 0; i < aggs->n; i++) {
+        const struct agg *a = &aggs->v[i];
+        char actor[VG_ID_MAX + 16], target[VG_ID_MAX + 16], detail[256];
+        snprintf(actor, sizeof actor, "device:%s", a->device);
+        if (a->patient[0])
+            snprintf(target, sizeof target, "patient:%s", a->patient);
+        else
+            snprintf(target, sizeof target, "device:%s", a->device);
+        if (a->stored) {
+            char t0[32], t1[32];
+            vg_time_format(a->tmin, t0);
+            vg_time_format(a->tmax, t1);
+            snprintf(detail, sizeof detail, "stored %zu readings from %s, effective %s to %s",
+                     a->stored, a->device, t0, t1);
+            struct vg_audit_event ev = {0, actor, "readings.store", target, "success", detail, a->source};
+            int rc = append(w, &ev);
+            if (rc)
+                return rc;
+        }
+        if (a->refused) {
+            /* "3 refused: implausible-value x2, unknown-code x1" — reasons
+             * only, never values. */
+            int off = snprintf(detail, sizeof detail, "%zu refused:", a->refused);
+            for (int r = 1; r <= VG_REJECT_STORE && off > 0 && (size_t)off < sizeof detail; r++)
+                if (a->reasons[r])
+                    off += snprintf(detail + off, sizeof detail - (size_t)off, " %s x%zu",
+                                    vg_reject_name(r), a->reasons[r]);
+            struct vg_audit_event ev = {0, actor, "readings.refuse", target, "refused", detail, a->source};
+            int rc = append(w, &ev);
+            if (rc)
+                return rc;
+        }
+    }
+    return VG_STORE_OK;
+}
+
+static int write_job(struct vg_writer *w, struct vg_job *j, struct agg_list *aggs)
 {
     if (j->kind == VG_JOB_READINGS)
-        return write_readings(w, j);
+        return write_readings(w, j, aggs);
     struct vg_audit_event ev = {0,          j->audit.actor,  j->audit.action, j->audit.target,
                                 j->audit.outcome, j->audit.detail, j->audit.source};
-    return vg_audit_append(w->st, &ev);
+    return append(w, &ev);
 }
 
 static void write_batch(struct vg_writer *w, struct vg_job *batch)
 {
+    struct agg_list aggs = {0};
     int rc = vg_store_begin(w->st);
     for (struct vg_job *j = batch; j && rc == VG_STORE_OK; j = j->next)
-        rc = write_job(w, j);
+        rc = write_job(w, j, &aggs);
+    if (rc == VG_STORE_OK)
+        rc = write_aggregates(w, &aggs);
+    free(aggs.v);
     if (rc == VG_STORE_OK)
         rc = vg_store_commit(w->st);
     if (rc != VG_STORE_OK) {
@@ -168,13 +236,49 @@ static void write_batch(struct vg_writer *w, struct vg_job *batch)
         j->status = rc;
 }
 
+static void checkpoint(struct vg_writer *w)
+{
+    if (!w->audit_sk)
+        return;
+    struct vg_audit_checkpoint cp;
+    int rc = vg_audit_checkpoint_write(w->st, w->audit_sk, w->cp_log_path, &cp);
+    if (rc < 0) {
+        vg_log_error("audit: cannot write a signed checkpoint: %s", vg_store_errmsg(w->st));
+        return; /* retried at the next occasion */
+    }
+    if (rc == 0)
+        vg_log_debug("audit: checkpoint at record %lld", (long long)cp.seq);
+    w->cp_last_ms = vg_mono_ms();
+    w->cp_pending = 0;
+}
+
+static int checkpoint_due(struct vg_writer *w)
+{
+    return w->audit_sk && (w->cp_pending >= w->cp_records ||
+                           vg_mono_ms() - w->cp_last_ms >= (int64_t)w->cp_seconds * 1000);
+}
+
 static void *writer_main(void *arg)
 {
     struct vg_writer *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (!w->head && !w->stopping)
-            pthread_cond_wait(&w->wake, &w->lock);
+        while (!w->head && !w->stopping) {
+            if (!w->audit_sk) {
+                pthread_cond_wait(&w->wake, &w->lock);
+                continue;
+            }
+            /* Sleep until the next checkpoint is due; records appended by
+             * other connections (the API) are covered by the timer. */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += w->cp_seconds;
+            if (pthread_cond_timedwait(&w->wake, &w->lock, &until) != 0 && !w->head) {
+                pthread_mutex_unlock(&w->lock);
+                checkpoint(w);
+                pthread_mutex_lock(&w->lock);
+            }
+        }
         if (!w->head && w->stopping)
             break;
         /* Take what is queued, up to batch_max readings. */
@@ -191,6 +295,8 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&w->lock);
 
         write_batch(w, batch);
+        if (checkpoint_due(w))
+            checkpoint(w);
 
         pthread_mutex_lock(&w->lock);
         w->depth -= weight;
@@ -205,11 +311,12 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&w->lock);
     }
     pthread_mutex_unlock(&w->lock);
+    checkpoint(w); /* the last word: vouch for everything written */
     return NULL;
 }
 
 struct vg_writer *vg_writer_start(const char *db_path, const uint8_t kek[VG_KEY_BYTES],
-                                  size_t batch_max, vg_writer_notify_fn notify,
+                                  const struct vg_writer_opts *opts, vg_writer_notify_fn notify,
                                   void *notify_ctx, char *err, size_t err_size)
 {
     struct vg_writer *w = calloc(1, sizeof *w);
@@ -221,7 +328,21 @@ struct vg_writer *vg_writer_start(const char *db_path, const uint8_t kek[VG_KEY_
         free(w);
         return NULL;
     }
-    w->batch_max = batch_max ? batch_max : 1;
+    w->batch_max = opts->batch_max ? opts->batch_max : 1;
+    if (opts->audit_sk) {
+        w->audit_sk = sodium_malloc(VG_AUDIT_SK_BYTES);
+        if (!w->audit_sk) {
+            snprintf(err, err_size, "out of memory");
+            vg_store_close(w->st);
+            free(w);
+            return NULL;
+        }
+        memcpy(w->audit_sk, opts->audit_sk, VG_AUDIT_SK_BYTES);
+        w->cp_records = opts->cp_records > 0 ? opts->cp_records : 1000;
+        w->cp_seconds = opts->cp_seconds > 0 ? opts->cp_seconds : 60;
+        w->cp_log_path = opts->cp_log_path ? strdup(opts->cp_log_path) : NULL;
+        w->cp_last_ms = vg_mono_ms();
+    }
     w->notify = notify;
     w->notify_ctx = notify_ctx;
     pthread_mutex_init(&w->lock, NULL);
@@ -282,6 +403,8 @@ void vg_writer_stop(struct vg_writer *w)
         j = next;
     }
     vg_store_close(w->st);
+    sodium_free(w->audit_sk);
+    free(w->cp_log_path);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
     free(w);

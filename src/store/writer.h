@@ -66,10 +66,20 @@ struct vg_writer;
  * must be cheap and thread-safe (e.g. event_active on the I/O loop). */
 typedef void (*vg_writer_notify_fn)(void *ctx);
 
+struct vg_writer_opts {
+    size_t batch_max;              /* readings per transaction */
+    /* Signed audit checkpoints (audit.h): every cp_records records written
+     * by this writer or every cp_seconds seconds if the trail moved, and
+     * once more at stop. audit_sk NULL = no checkpoints. */
+    const uint8_t *audit_sk;       /* VG_AUDIT_SK_BYTES, copied */
+    int cp_records, cp_seconds;
+    const char *cp_log_path;       /* copied; NULL = table only */
+};
+
 /* Opens its own store connection on 'db_path' and starts the thread. The
- * KEK is copied. Returns NULL with a reason in 'err'. */
+ * KEK and audit key are copied. Returns NULL with a reason in 'err'. */
 struct vg_writer *vg_writer_start(const char *db_path, const uint8_t kek[VG_KEY_BYTES],
-                                  size_t batch_max, vg_writer_notify_fn notify,
+                                  const struct vg_writer_opts *opts, vg_writer_notify_fn notify,
                                   void *notify_ctx, char *err, size_t err_size);
 
 /* Queues a job (ownership passes to the writer). */

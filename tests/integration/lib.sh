@@ -366,7 +366,7 @@ pub() {
 # mqtt_py ARGS...: the paho helper (tests/integration/mqtt_client.py); prints
 # its JSON result.
 mqtt_py() {
-    timeout -k 5 "$(vg_t 60)" "$PY" "$IT_DIR/mqtt_client.py" --timeout "$(vg_t 10)" "$@" </dev/null
+    timeout -k 5 "$(vg_t 60)" "$PY" "$IT_DIR/mqtt_client.py" --timeout "${VG_MQTT_TIMEOUT:-$(vg_t 10)}" "$@" </dev/null
 }
 
 # mqtt_session DEVICE [--id CLIENTID] [session args...]: a paho session with
