@@ -235,7 +235,7 @@ int vg_cli_serve(int argc, char **argv)
     mkdir(p3, 0700);
     snprintf(p3, sizeof p3, "%s/audit/checkpoints.log", dir);
     struct vg_writer_opts wopts = {(size_t)cfg.batch_max, audit_sk, cfg.checkpoint_records,
-                                   cfg.checkpoint_seconds, p3};
+                                   cfg.checkpoint_seconds, p3, cfg.checkpoint_syslog};
     struct vg_writer *writer =
         vg_writer_start(path, kek, &wopts, notify_trampoline, &s, err, sizeof err);
     sodium_free(kek);

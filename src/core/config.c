@@ -73,6 +73,14 @@ static int on_kv(void *user, const char *section, const char *name, const char *
         vg_strlcpy(c->cfg->syslog_target, value, sizeof c->cfg->syslog_target);
         return 1;
     }
+    if (!strcmp(section, "audit") && !strcmp(name, "checkpoint_syslog")) {
+        if (strcmp(value, "on") && strcmp(value, "off")) {
+            snprintf(c->err, c->err_size, "[audit] checkpoint_syslog: expected on or off");
+            return 0;
+        }
+        c->cfg->checkpoint_syslog = !strcmp(value, "on");
+        return 1;
+    }
     if (!strcmp(section, "audit") && !strcmp(name, "syslog_ca")) {
         if (vg_strlcpy(c->cfg->syslog_ca, value, sizeof c->cfg->syslog_ca) != 0) {
             snprintf(c->err, c->err_size, "[audit] syslog_ca: path too long");
@@ -164,6 +172,9 @@ static const char default_conf[] =
     "# audit/checkpoints.log.\n"
     "#checkpoint_records = 1000\n"
     "#checkpoint_seconds = 60\n"
+    "# Also send each checkpoint to the local syslog (facility auth), so a\n"
+    "# copy lands wherever the host forwards its logs.\n"
+    "#checkpoint_syslog = off\n"
     "# Ship every record live to a SIEM as RFC 5424 syslog over TLS\n"
     "# (RFC 5425), e.g. syslog = siem.example.org:6514, verified against\n"
     "# syslog_ca (a path relative to this directory, or absolute).\n"

@@ -28,6 +28,8 @@ struct vg_config {
     /* [audit] */
     int checkpoint_records;     /* sign a checkpoint every N records... */
     int checkpoint_seconds;     /* ...or every T seconds if records came */
+    int checkpoint_syslog;      /* also send checkpoints to the local
+                                   syslog(3) (facility auth), 0/1 */
     char syslog_target[128];    /* HOST:PORT of a syslog-over-TLS receiver,
                                    empty = no live shipping */
     char syslog_ca[512];        /* CA file that signed the receiver's

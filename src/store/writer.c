@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 
 #include "audit/audit.h"
@@ -25,6 +26,7 @@ struct vg_writer {
     uint8_t *audit_sk;                /* sodium_malloc'd, or NULL */
     int cp_records, cp_seconds;
     char *cp_log_path;
+    int cp_syslog;
     int64_t cp_last_ms;               /* monotonic time of the last one */
     long cp_pending;                  /* audit records since then */
     vg_writer_notify_fn notify;
@@ -246,8 +248,16 @@ static void checkpoint(struct vg_writer *w)
         vg_log_error("audit: cannot write a signed checkpoint: %s", vg_store_errmsg(w->st));
         return; /* retried at the next occasion */
     }
-    if (rc == 0)
+    if (rc == 0) {
         vg_log_debug("audit: checkpoint at record %lld", (long long)cp.seq);
+        if (w->cp_syslog) {
+            char head[2 * VG_SHA256_BYTES + 1], sig[2 * VG_AUDIT_SIG_BYTES + 1];
+            vg_hex(cp.head, sizeof cp.head, head);
+            vg_hex(cp.sig, sizeof cp.sig, sig);
+            syslog(LOG_AUTH | LOG_NOTICE, "vigil-audit-checkpoint/v1 seq=%lld ts=%lld head=%s sig=%s",
+                   (long long)cp.seq, (long long)cp.ts_ms, head, sig);
+        }
+    }
     w->cp_last_ms = vg_mono_ms();
     w->cp_pending = 0;
 }
@@ -341,6 +351,9 @@ struct vg_writer *vg_writer_start(const char *db_path, const uint8_t kek[VG_KEY_
         w->cp_records = opts->cp_records > 0 ? opts->cp_records : 1000;
         w->cp_seconds = opts->cp_seconds > 0 ? opts->cp_seconds : 60;
         w->cp_log_path = opts->cp_log_path ? strdup(opts->cp_log_path) : NULL;
+        w->cp_syslog = opts->cp_syslog;
+        if (w->cp_syslog)
+            openlog("vigil", LOG_PID, LOG_AUTH);
         w->cp_last_ms = vg_mono_ms();
     }
     w->notify = notify;

@@ -74,6 +74,7 @@ struct vg_writer_opts {
     const uint8_t *audit_sk;       /* VG_AUDIT_SK_BYTES, copied */
     int cp_records, cp_seconds;
     const char *cp_log_path;       /* copied; NULL = table only */
+    int cp_syslog;                 /* also syslog(3) each checkpoint */
 };
 
 /* Opens its own store connection on 'db_path' and starts the thread. The

@@ -128,7 +128,9 @@ static void test_config_rejects(void **state)
     const char *bad[] = {"[limits]\nbatch_max = 0\n", "[limits]\nbatch_max = ten\n",
                          "[limits]\nbatch_maxx = 10\n", "[nosuch]\nx = 1\n",
                          "[listen]\nmqtt = localhost\n", "[listen]\napi = 1.2.3.4:99999\n",
-                         "[log]\nlevel = loud\n", "garbage line\n"};
+                         "[log]\nlevel = loud\n", "garbage line\n",
+                         "[audit]\ncheckpoint_syslog = maybe\n", "[audit]\nsyslog = nohost\n",
+                         "[audit]\ncheckpoint_records = 0\n"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *p = write_tmp(bad[i]);
         struct vg_config cfg;
