@@ -13,10 +13,14 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "api/auditevent.h"
+#include "api/body.h"
 #include "api/fhir.h"
 #include "audit/audit.h"
+#include "auth/account.h"
+#include "auth/policy.h"
 #include "core/log.h"
 #include "crypto/ca.h"
 #include "crypto/crypto.h"
@@ -40,8 +44,8 @@ struct vg_api {
 struct req {
     struct vg_api *api;
     struct evhttp_request *r;
-    char principal[VG_ID_MAX + 1];
-    char role[VG_ROLE_MAX];
+    struct vg_principal who;   /* set by authenticate() */
+    const char *token;         /* the bearer token as presented */
     char actor[VG_ID_MAX + 16];
     char source[64];
 };
@@ -134,30 +138,22 @@ static json_t *read_body(struct req *q, const char *const *allowed)
     struct evbuffer *in = evhttp_request_get_input_buffer(q->r);
     size_t len = evbuffer_get_length(in);
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(q->r), "Content-Type");
-    if (!ct || strncmp(ct, "application/json", 16) != 0) {
+    if (len <= (size_t)q->api->cfg->max_http_body_bytes &&
+        (!ct || strncmp(ct, "application/json", 16) != 0)) {
         problem(q, 415, "Body must be application/json", NULL);
         return NULL;
     }
-    json_error_t jerr;
-    json_t *body = json_loadb((const char *)evbuffer_pullup(in, (ev_ssize_t)len), len,
-                              JSON_REJECT_DUPLICATES, &jerr);
-    if (!body || !json_is_object(body)) {
-        json_decref(body);
-        problem(q, 400, "Body is not a JSON object", NULL);
+    json_t *body;
+    char title[64];
+    enum vg_body_rc rc = vg_body_parse((const char *)evbuffer_pullup(in, (ev_ssize_t)len), len,
+                                       (size_t)q->api->cfg->max_http_body_bytes, allowed, &body,
+                                       title, sizeof title);
+    if (rc != VG_BODY_OK) {
+        problem(q, 400, title,
+                rc == VG_BODY_UNKNOWN_MEMBER ? "the body has a member this route does not take"
+                : rc == VG_BODY_TOO_LARGE    ? "the body exceeds max_http_body_bytes"
+                                             : NULL);
         return NULL;
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(body, key, val)
-    {
-        int known = 0;
-        for (const char *const *a = allowed; *a; a++)
-            known |= !strcmp(*a, key);
-        if (!known) {
-            json_decref(body);
-            problem(q, 400, "Unknown member in body", "the body has a member this route does not take");
-            return NULL;
-        }
     }
     return body;
 }
@@ -186,19 +182,40 @@ static int authenticate(struct req *q)
     else if (strncmp(h, "Bearer ", 7) != 0 || strlen(h + 7) > 256)
         why = "Authorization is not a bearer token";
     if (!why) {
-        uint8_t hash[VG_SHA256_BYTES];
-        vg_token_hash(h + 7, strlen(h + 7), hash);
-        int rc = vg_store_token_lookup(q->api->st, hash, vg_now_ms(), q->principal, q->role);
+        int rc = vg_account_authenticate(q->api->st, h + 7, vg_now_ms(), &q->who);
         if (rc == VG_STORE_OK) {
-            snprintf(q->actor, sizeof q->actor, "user:%s", q->principal);
+            q->token = h + 7;
+            snprintf(q->actor, sizeof q->actor, "user:%s", q->who.id);
             return 0;
         }
-        why = rc == VG_STORE_NOT_FOUND ? "unknown, expired or revoked token" : "token store unavailable";
+        why = rc == VG_STORE_NOT_FOUND ? "unknown, expired, idle-timed-out or revoked token"
+                                       : "token store unavailable";
     }
-    vg_log_warn("api: %s %s refused from %s: %s", evhttp_request_get_command(q->r) == EVHTTP_REQ_GET ? "GET" : "request",
+    vg_log_warn("api: %s refused from %s: %s",
                 evhttp_uri_get_path(evhttp_request_get_evhttp_uri(q->r)), q->source, why);
     (void)audit_alone(q, "api.auth", "", "refused", why);
-    problem(q, 401, "Authentication required", "send a valid bearer token");
+    problem(q, 401, "Authentication required", "send a valid bearer token (log in again if your session ended)");
+    return -1;
+}
+
+/* The one decision point (auth/policy.h) for this request. Denials are
+ * answered (403) and audited; allowed decisions on patient data are
+ * audited by the route with what it disclosed. */
+static int authorize(struct req *q, enum vg_action a, const char *patient, const char *device,
+                     struct vg_decision *d)
+{
+    struct vg_resource res = {patient, device};
+    vg_policy_decide(q->api->st, &q->who, a, &res, vg_now_ms(), d);
+    if (d->allow)
+        return 0;
+    char target[VG_ID_MAX + 16] = "";
+    if (patient)
+        snprintf(target, sizeof target, "patient:%s", patient);
+    else if (device)
+        snprintf(target, sizeof target, "device:%s", device);
+    (void)audit_alone(q, vg_action_name(a), target, "denied", d->reason);
+    vg_log_warn("api: %s denied %s: %s", q->who.id, vg_action_name(a), d->reason);
+    problem(q, 403, "Forbidden", d->reason);
     return -1;
 }
 
@@ -207,6 +224,9 @@ static int authenticate(struct req *q)
 static void post_patient(struct req *q)
 {
     static const char *const allowed[] = {"id", NULL};
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_PATIENT_CREATE, NULL, NULL, &d) != 0)
+        return;
     json_t *body = read_body(q, allowed);
     if (!body)
         return;
@@ -235,7 +255,7 @@ static void post_patient(struct req *q)
         else
             problem(q, 503, "Store unavailable", NULL);
     } else {
-        vg_log_info("api: %s created patient %s", q->principal, id);
+        vg_log_info("api: %s created patient %s", q->who.id, id);
         ok(q, 201, json_pack("{s:s}", "id", id));
     }
     json_decref(body);
@@ -244,6 +264,9 @@ static void post_patient(struct req *q)
 static void post_device(struct req *q)
 {
     static const char *const allowed[] = {"id", NULL};
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_DEVICE_ENROLL, NULL, NULL, &d) != 0)
+        return;
     json_t *body = read_body(q, allowed);
     if (!body)
         return;
@@ -295,7 +318,7 @@ static void post_device(struct req *q)
     } else {
         char exp[32];
         vg_time_format(dev.cert_not_after_ms, exp);
-        vg_log_info("api: %s enrolled device %s (serial %s)", q->principal, id, iss.serial_hex);
+        vg_log_info("api: %s enrolled device %s (serial %s)", q->who.id, id, iss.serial_hex);
         /* The private key goes to the caller once and is never stored. */
         ok(q, 201,
            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "certificate", iss.cert_pem,
@@ -312,6 +335,9 @@ static void put_assignment(struct req *q, const char *device)
         problem(q, 404, "No such device", NULL);
         return;
     }
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_DEVICE_ASSIGN, NULL, device, &d) != 0)
+        return;
     json_t *body = read_body(q, allowed);
     if (!body)
         return;
@@ -344,7 +370,7 @@ static void put_assignment(struct req *q, const char *device)
         json_decref(body);
         return;
     }
-    vg_log_info("api: %s assigned device %s to patient %s", q->principal, device, patient);
+    vg_log_info("api: %s assigned device %s to patient %s", q->who.id, device, patient);
     ok(q, 200, json_pack("{s:s, s:s}", "device", device, "patient", patient));
     json_decref(body);
 }
@@ -427,6 +453,11 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
     }
     char target[VG_ID_MAX + 16];
     snprintf(target, sizeof target, "patient:%s", patient);
+    struct vg_decision dec;
+    if (authorize(q, VG_ACT_OBS_READ, patient, NULL, &dec) != 0) {
+        evhttp_clear_headers(&params);
+        return;
+    }
     if (vg_store_patient_exists(q->api->st, patient) != VG_STORE_OK) {
         (void)audit_alone(q, "obs.read", target, "failure", "no such patient");
         evhttp_clear_headers(&params);
@@ -453,10 +484,15 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
         qsort(c.obs, c.n, sizeof *c.obs, newest_first);
     size_t shown = c.n < (size_t)count ? c.n : (size_t)count;
     char detail[160];
-    snprintf(detail, sizeof detail, "FHIR Observation search%s%s: %zu of %zu results, as role %s",
-             code ? " code=" : "", code ? code : "", shown, c.n, q->role);
-    /* Audit before disclosure: no record, no data (invariant 4). */
-    if (audit_alone(q, "obs.read", target, "success", detail) != 0) {
+    char detail_bg[600];
+    snprintf(detail, sizeof detail, "FHIR Observation search%s%s: %zu of %zu results, roles %s, basis %s",
+             code ? " code=" : "", code ? code : "", shown, c.n, q->who.roles, dec.basis);
+    if (dec.breakglass_reason[0])
+        snprintf(detail_bg, sizeof detail_bg, "%s, break-glass reason: %s", detail, dec.breakglass_reason);
+    /* Audit before disclosure: no record, no data (invariant 4). A
+     * break-glass read carries the grant's reason. */
+    if (audit_alone(q, dec.breakglass_reason[0] ? "obs.breakglass" : "obs.read", target, "success",
+                    dec.breakglass_reason[0] ? detail_bg : detail) != 0) {
         if (c.obs)
             sodium_memzero(c.obs, c.cap * sizeof *c.obs);
         free(c.obs);
@@ -480,16 +516,10 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
 
 /* ---- the audit trail ---- */
 
-/* Until the access issue brings the one decision function, reading the
- * trail is for the admin and auditor roles; refusals are themselves
- * audited. */
 static int require_audit_reader(struct req *q)
 {
-    if (!strcmp(q->role, "admin") || !strcmp(q->role, "auditor"))
-        return 0;
-    (void)audit_alone(q, "audit.read", "", "denied", "role may not read the audit trail");
-    problem(q, 403, "Forbidden", "reading the audit trail needs the auditor or admin role");
-    return -1;
+    struct vg_decision d;
+    return authorize(q, VG_ACT_AUDIT_READ, NULL, NULL, &d);
 }
 
 struct audit_params {
@@ -722,8 +752,652 @@ static void get_audit_verify(struct req *q)
                          "why", res.ok ? NULL : res.why));
 }
 
+/* ---- people and access ---- */
+
+static struct vg_login_policy login_policy(const struct vg_config *cfg)
+{
+    struct vg_login_policy pol = {
+        (int64_t)cfg->session_lifetime_s * 1000, (int64_t)cfg->session_idle_s * 1000,
+        cfg->login_max_failures, cfg->login_addr_max_failures,
+        (int64_t)cfg->login_window_s * 1000, (int64_t)cfg->login_lockout_s * 1000};
+    return pol;
+}
+
+/* A string member that may be absent (NULL) but, when present, must be a
+ * string of at most 'max' bytes. Returns -1 after answering 400. */
+static int opt_string(struct req *q, json_t *body, const char *name, size_t max, const char **out)
+{
+    json_t *v = json_object_get(body, name);
+    *out = NULL;
+    if (!v)
+        return 0;
+    if (!json_is_string(v) || json_string_length(v) > max) {
+        char d[96];
+        snprintf(d, sizeof d, "'%s' must be a string of at most %zu bytes", name, max);
+        problem(q, 400, "Invalid member", d);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* A JSON array of ids (or roles) joined with spaces into 'out'. */
+static int id_list(struct req *q, json_t *arr, const char *name, int ids, char *out, size_t size)
+{
+    out[0] = '\0';
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > 64) {
+        char d[96];
+        snprintf(d, sizeof d, "'%s' must be a non-empty array of at most 64 strings", name);
+        problem(q, 400, "Invalid member", d);
+        return -1;
+    }
+    size_t used = 0, i;
+    json_t *e;
+    json_array_foreach(arr, i, e)
+    {
+        const char *v = json_string_value(e);
+        if (!v || (ids && !vg_id_valid(v)) || strlen(v) > VG_ID_MAX) {
+            char d[96];
+            snprintf(d, sizeof d, "'%s' holds an invalid entry", name);
+            problem(q, 400, "Invalid member", d);
+            return -1;
+        }
+        int w = snprintf(out + used, size - used, "%s%s", used ? " " : "", v);
+        if (w < 0 || (size_t)w >= size - used) {
+            problem(q, 400, "Invalid member", "list too long");
+            return -1;
+        }
+        used += (size_t)w;
+    }
+    return 0;
+}
+
+static void post_login(struct req *q)
+{
+    static const char *const allowed[] = {"user", "password", "totp", NULL};
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    const char *user, *pw, *code;
+    if (opt_string(q, body, "user", VG_ID_MAX, &user) || opt_string(q, body, "password", 1024, &pw) ||
+        opt_string(q, body, "totp", 16, &code)) {
+        json_decref(body);
+        return;
+    }
+    if (!user || !pw || !code) {
+        json_decref(body);
+        problem(q, 400, "Missing member", "user, password and totp are required");
+        return;
+    }
+    struct vg_login_policy pol = login_policy(q->api->cfg);
+    struct vg_login_outcome out;
+    enum vg_login_result r = vg_account_login(q->api->st, &pol, user, pw, code, q->source,
+                                              vg_now_ms(), &out);
+    /* The password is PHI-adjacent secret material: gone from memory now. */
+    sodium_memzero((char *)pw, strlen(pw));
+    char target[VG_ID_MAX + 16] = "";
+    if (vg_id_valid(user) && r == VG_LOGIN_OK)
+        snprintf(target, sizeof target, "user:%s", user);
+    vg_strlcpy(q->actor, r == VG_LOGIN_OK ? "" : "peer", sizeof q->actor);
+    if (r == VG_LOGIN_OK)
+        snprintf(q->actor, sizeof q->actor, "user:%s", out.who.id);
+    if (r == VG_LOGIN_OK) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "session %s opened", out.who.token_id);
+        if (audit_alone(q, "user.login", target, "success", detail) != 0) {
+            if (vg_account_revoke_token_text(q->api->st, out.token) != VG_STORE_OK)
+                vg_log_error("api: could not revoke an unaudited session");
+            sodium_memzero(out.token, sizeof out.token);
+            problem(q, 503, "Audit trail unavailable", NULL);
+        } else {
+            char exp[32];
+            vg_time_format(out.expires_ms, exp);
+            vg_log_info("api: %s logged in from %s", out.who.id, q->source);
+            json_t *roles = json_array();
+            for (const char *p = out.who.roles; *p;) {
+                size_t n = strcspn(p, " ");
+                json_array_append_new(roles, json_stringn(p, n));
+                p += n;
+                while (*p == ' ')
+                    p++;
+            }
+            ok(q, 200, json_pack("{s:s, s:s, s:i, s:o}", "token", out.token, "expires", exp,
+                                 "idle_timeout_s", q->api->cfg->session_idle_s, "roles", roles));
+            sodium_memzero(out.token, sizeof out.token);
+        }
+    } else if (r == VG_LOGIN_LOCKED) {
+        (void)audit_alone(q, "user.login", "", "refused", out.why);
+        char retry[24];
+        snprintf(retry, sizeof retry, "%lld", (long long)(out.retry_after_ms / 1000 + 1));
+        evhttp_add_header(evhttp_request_get_output_headers(q->r), "Retry-After", retry);
+        problem(q, 429, "Too many failed logins", "try again later");
+    } else if (r == VG_LOGIN_FAILED) {
+        /* The record keeps the real reason; the client learns nothing
+         * about which part failed or whether the account exists. */
+        (void)audit_alone(q, "user.login", "", "failure", out.why);
+        vg_log_warn("api: failed login from %s", q->source);
+        if (out.lockout_started) {
+            char what[160];
+            snprintf(what, sizeof what, "login lockout started after repeated failures (%s%s%s)",
+                     out.lockout_started & 1 ? "account name" : "",
+                     out.lockout_started == 3 ? " and " : "",
+                     out.lockout_started & 2 ? "source address" : "");
+            vg_log_error("alert: %s from %s", what, q->source);
+            (void)audit_alone(q, "alert.raised", "", "failure", what);
+        }
+        problem(q, 401, "Login failed", NULL);
+    } else {
+        problem(q, 503, "Store unavailable", NULL);
+    }
+    json_decref(body);
+}
+
+static void post_logout(struct req *q)
+{
+    if (vg_account_revoke_token_text(q->api->st, q->token) != VG_STORE_OK) {
+        problem(q, 503, "Store unavailable", NULL);
+        return;
+    }
+    (void)audit_alone(q, "user.logout", "", "success", q->who.session ? "session ended" : "token revoked");
+    evhttp_send_reply(q->r, 204, "No Content", NULL);
+}
+
+/* Runs fn inside a transaction with its audit record; answers 5xx/4xx on
+ * failure. Returns the store rc. */
+static int audited_change(struct req *q, const char *action, const char *target, const char *detail,
+                          int rc)
+{
+    struct vg_store *st = q->api->st;
+    if (!rc)
+        rc = audit_now(q, action, target, "success", detail);
+    if (!rc)
+        rc = vg_store_commit(st);
+    if (rc) {
+        vg_store_rollback(st);
+        (void)audit_alone(q, action, target, "failure", rc == VG_STORE_NOT_FOUND ? "not found"
+                                                        : rc == VG_STORE_EXISTS  ? "already exists"
+                                                                                 : "refused");
+    }
+    return rc;
+}
+
+static void post_user(struct req *q)
+{
+    static const char *const allowed[] = {"id", "roles", "password", "kind", NULL};
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_USER_MANAGE, NULL, NULL, &d) != 0)
+        return;
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    const char *id = body_id(q, body, "id"), *pw = NULL, *kind = NULL;
+    char roles[128];
+    if (!id || opt_string(q, body, "password", 1024, &pw) || opt_string(q, body, "kind", 16, &kind) ||
+        id_list(q, json_object_get(body, "roles"), "roles", 0, roles, sizeof roles)) {
+        json_decref(body);
+        return;
+    }
+    char uri[512] = "", why[160] = "", target[VG_ID_MAX + 16];
+    snprintf(target, sizeof target, "user:%s", id);
+    int rc = vg_store_begin(q->api->st);
+    if (!rc)
+        rc = vg_account_create(q->api->st, id, kind ? kind : "user", roles, pw, vg_now_ms(), uri,
+                               sizeof uri, why, sizeof why);
+    if (pw)
+        sodium_memzero((char *)pw, strlen(pw));
+    char detail[160];
+    snprintf(detail, sizeof detail, "%s with roles %s", kind ? kind : "user", roles);
+    rc = audited_change(q, "user.create", target, detail, rc);
+    if (rc == VG_STORE_EXISTS)
+        problem(q, 409, "Account already exists", NULL);
+    else if (rc == VG_STORE_ERROR && why[0])
+        problem(q, 400, "Account refused", why);
+    else if (rc)
+        problem(q, 503, "Store unavailable", NULL);
+    else
+        ok(q, 201, json_pack("{s:s, s:s, s:s, s:s?}", "id", id, "kind", kind ? kind : "user",
+                             "roles", roles, "totp_uri", uri[0] ? uri : NULL));
+    sodium_memzero(uri, sizeof uri);
+    json_decref(body);
+}
+
+static void get_users(struct req *q)
+{
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_USER_MANAGE, NULL, NULL, &d) != 0)
+        return;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(vg_store_db(q->api->st),
+                           "SELECT id, kind, role, disabled, totp_sealed IS NOT NULL, last_login_ms"
+                           " FROM principals ORDER BY id", -1, &s, NULL) != SQLITE_OK) {
+        problem(q, 503, "Store unavailable", NULL);
+        return;
+    }
+    json_t *users = json_array();
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        char last[32] = "";
+        int64_t ll = sqlite3_column_int64(s, 5);
+        if (ll)
+            vg_time_format(ll, last);
+        json_array_append_new(users, json_pack("{s:s, s:s, s:s, s:b, s:b, s:s?}", "id",
+                                               sqlite3_column_text(s, 0), "kind", sqlite3_column_text(s, 1),
+                                               "roles", sqlite3_column_text(s, 2), "disabled",
+                                               sqlite3_column_int(s, 3), "mfa", sqlite3_column_int(s, 4),
+                                               "last_login", ll ? last : NULL));
+    }
+    sqlite3_finalize(s);
+    (void)audit_alone(q, "user.list", "", "success", "");
+    ok(q, 200, json_pack("{s:o}", "users", users));
+}
+
+/* /api/v1/users/{id}/{roles|disable|totp|certificate} */
+static void user_action(struct req *q, const char *id, const char *what, enum evhttp_cmd_type cmd)
+{
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_USER_MANAGE, NULL, NULL, &d) != 0)
+        return;
+    char target[VG_ID_MAX + 16];
+    snprintf(target, sizeof target, "user:%s", id);
+    struct vg_store *st = q->api->st;
+    if (!strcmp(what, "roles") && cmd == EVHTTP_REQ_PUT) {
+        static const char *const allowed[] = {"roles", NULL};
+        json_t *body = read_body(q, allowed);
+        char roles[128], norm[64], why[160];
+        if (!body)
+            return;
+        if (id_list(q, json_object_get(body, "roles"), "roles", 0, roles, sizeof roles)) {
+            json_decref(body);
+            return;
+        }
+        json_decref(body);
+        if (vg_roles_normalise(roles, norm, sizeof norm, why, sizeof why) != 0) {
+            problem(q, 400, "Invalid roles", why);
+            return;
+        }
+        struct vg_principal p;
+        int rc = vg_store_begin(st);
+        if (!rc)
+            rc = vg_account_get(st, id, &p);
+        if (!rc && strcmp(p.kind, "user") && strcmp(norm, "integration") &&
+            strcmp(id, "admin")) {
+            vg_store_rollback(st);
+            problem(q, 400, "Invalid roles", "a service principal has the role integration only");
+            return;
+        }
+        if (!rc)
+            rc = vg_account_set_roles(st, id, norm);
+        char detail[96];
+        snprintf(detail, sizeof detail, "roles now %s", norm);
+        rc = audited_change(q, "user.role", target, detail, rc);
+        if (rc)
+            problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
+                    rc == VG_STORE_NOT_FOUND ? "No such account" : "Store unavailable", NULL);
+        else
+            ok(q, 200, json_pack("{s:s, s:s}", "id", id, "roles", norm));
+    } else if (!strcmp(what, "disable") && cmd == EVHTTP_REQ_POST) {
+        int rc = vg_store_begin(st);
+        if (!rc)
+            rc = vg_account_disable(st, id);
+        rc = audited_change(q, "user.disable", target, "disabled; its tokens and sessions revoked", rc);
+        if (rc)
+            problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
+                    rc == VG_STORE_NOT_FOUND ? "No such account" : "Store unavailable", NULL);
+        else
+            ok(q, 200, json_pack("{s:s, s:b}", "id", id, "disabled", 1));
+    } else if (!strcmp(what, "totp") && cmd == EVHTTP_REQ_POST) {
+        char uri[512] = "";
+        int rc = vg_store_begin(st);
+        if (!rc)
+            rc = vg_account_new_totp(st, id, uri, sizeof uri);
+        rc = audited_change(q, "user.totp", target, "new second factor enrolled", rc);
+        if (rc)
+            problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
+                    rc == VG_STORE_NOT_FOUND ? "No such person" : "Store unavailable", NULL);
+        else
+            ok(q, 200, json_pack("{s:s, s:s}", "id", id, "totp_uri", uri));
+        sodium_memzero(uri, sizeof uri);
+    } else if (!strcmp(what, "certificate") && cmd == EVHTTP_REQ_POST) {
+        struct vg_principal p;
+        if (vg_account_get(st, id, &p) != VG_STORE_OK) {
+            problem(q, 404, "No such account", NULL);
+            return;
+        }
+        struct vg_ca_issued iss = {0};
+        char err[256];
+        if (vg_ca_issue_principal(q->api->ca_cert, q->api->ca_key, id, q->api->cfg->device_cert_days,
+                                  &iss, err, sizeof err) != 0) {
+            vg_log_error("api: cannot issue a certificate for %s: %s", id, err);
+            problem(q, 500, "Cannot issue certificate", NULL);
+            return;
+        }
+        char detail[96];
+        snprintf(detail, sizeof detail, "client certificate serial %s", iss.serial_hex);
+        int rc = vg_store_begin(st);
+        if (!rc)
+            rc = vg_account_set_cert(st, id, iss.fingerprint_hex);
+        rc = audited_change(q, "user.certificate", target, detail, rc);
+        if (rc)
+            problem(q, 503, "Store unavailable", NULL);
+        else
+            ok(q, 201, json_pack("{s:s, s:s, s:s, s:s}", "id", id, "certificate", iss.cert_pem,
+                                 "private_key", iss.key_pem, "ca", q->api->ca_pem));
+        vg_ca_issued_free(&iss);
+    } else {
+        problem(q, 405, "Method not allowed", NULL);
+    }
+}
+
+static void put_my_password(struct req *q)
+{
+    static const char *const allowed[] = {"current", "new", NULL};
+    if (!q->who.session) {
+        problem(q, 403, "Forbidden", "only a logged-in person changes their password");
+        return;
+    }
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    const char *cur, *fresh;
+    if (opt_string(q, body, "current", 1024, &cur) || opt_string(q, body, "new", 1024, &fresh)) {
+        json_decref(body);
+        return;
+    }
+    if (!cur || !fresh) {
+        json_decref(body);
+        problem(q, 400, "Missing member", "current and new are required");
+        return;
+    }
+    char why[160] = "", target[VG_ID_MAX + 16];
+    snprintf(target, sizeof target, "user:%s", q->who.id);
+    int rc = vg_store_begin(q->api->st);
+    if (!rc)
+        rc = vg_account_set_password(q->api->st, q->who.id, cur, fresh, q->who.token_id, why, sizeof why);
+    sodium_memzero((char *)cur, strlen(cur));
+    sodium_memzero((char *)fresh, strlen(fresh));
+    json_decref(body);
+    rc = audited_change(q, "user.password", target, "password changed; other sessions ended", rc);
+    if (rc == VG_STORE_INTEGRITY)
+        problem(q, 403, "Forbidden", "the current password is wrong");
+    else if (rc == VG_STORE_ERROR && why[0])
+        problem(q, 400, "Password refused", why);
+    else if (rc)
+        problem(q, 503, "Store unavailable", NULL);
+    else
+        evhttp_send_reply(q->r, 204, "No Content", NULL);
+}
+
+static void post_token(struct req *q)
+{
+    static const char *const allowed[] = {"principal", "scopes", "patients", "expires_in_s", NULL};
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_USER_MANAGE, NULL, NULL, &d) != 0)
+        return;
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    const char *principal = body_id(q, body, "principal");
+    char scopes[128], patients[1024] = "*";
+    json_t *pat = json_object_get(body, "patients");
+    json_t *exp = json_object_get(body, "expires_in_s");
+    if (!principal || id_list(q, json_object_get(body, "scopes"), "scopes", 0, scopes, sizeof scopes) ||
+        (pat && id_list(q, pat, "patients", 1, patients, sizeof patients))) {
+        json_decref(body);
+        return;
+    }
+    if (exp && (!json_is_integer(exp) || json_integer_value(exp) < 60 ||
+                json_integer_value(exp) > 366LL * 86400)) {
+        json_decref(body);
+        problem(q, 400, "Invalid member", "expires_in_s must be an integer from 60 to 31622400");
+        return;
+    }
+    for (const char *p = scopes; *p;) {
+        size_t n = strcspn(p, " ");
+        if (!((n == 8 && !strncmp(p, "obs.read", 8)) || (n == 13 && !strncmp(p, "obs.subscribe", 13)))) {
+            json_decref(body);
+            problem(q, 400, "Invalid member", "scopes are obs.read and obs.subscribe");
+            return;
+        }
+        p += n;
+        while (*p == ' ')
+            p++;
+    }
+    struct vg_principal p;
+    int64_t now = vg_now_ms();
+    /* Ninety days unless asked otherwise: no token lives forever by default. */
+    int64_t expires = now + (exp ? json_integer_value(exp) : 90LL * 86400) * 1000;
+    char token[VG_TOKEN_MAX], id[20], target[VG_ID_MAX + 16], detail[1400];
+    snprintf(target, sizeof target, "user:%s", principal);
+    int rc = vg_store_begin(q->api->st);
+    if (!rc)
+        rc = vg_account_get(q->api->st, principal, &p);
+    if (!rc && (strcmp(p.kind, "service") || !vg_word_in(p.roles, "integration"))) {
+        vg_store_rollback(q->api->st);
+        json_decref(body);
+        problem(q, 400, "Not a service principal", "tokens are issued to service principals with the integration role");
+        return;
+    }
+    if (!rc)
+        rc = vg_token_issue(q->api->st, principal, scopes, patients, now, expires, token, id);
+    /* A token for every patient is a wildcard grant: allowed, but called
+     * out in the record (and later by the fleet audit). */
+    snprintf(detail, sizeof detail, "token %.19s scopes %.127s patients %.1023s%s", id, scopes,
+             patients, !strcmp(patients, "*") ? " (wildcard grant)" : "");
+    rc = audited_change(q, "token.issue", target, detail, rc);
+    json_decref(body);
+    if (rc) {
+        problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
+                rc == VG_STORE_NOT_FOUND ? "No such principal" : "Store unavailable", NULL);
+        return;
+    }
+    char when[32];
+    vg_time_format(expires, when);
+    ok(q, 201, json_pack("{s:s, s:s, s:s}", "id", id, "token", token, "expires", when));
+    sodium_memzero(token, sizeof token);
+}
+
+static void delete_token(struct req *q, const char *id)
+{
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_USER_MANAGE, NULL, NULL, &d) != 0)
+        return;
+    if (strlen(id) != 16 || strspn(id, "0123456789abcdef") != 16) {
+        problem(q, 404, "No such token", NULL);
+        return;
+    }
+    char detail[48];
+    snprintf(detail, sizeof detail, "token %s revoked", id);
+    int rc = vg_store_begin(q->api->st);
+    if (!rc)
+        rc = vg_token_revoke(q->api->st, id);
+    rc = audited_change(q, "token.revoke", "", detail, rc);
+    if (rc)
+        problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
+                rc == VG_STORE_NOT_FOUND ? "No such token" : "Store unavailable", NULL);
+    else
+        evhttp_send_reply(q->r, 204, "No Content", NULL);
+}
+
+static void post_careteam(struct req *q)
+{
+    static const char *const allowed[] = {"user", "patient", "end", NULL};
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_USER_MANAGE, NULL, NULL, &d) != 0)
+        return;
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    const char *user = body_id(q, body, "user"), *patient = user ? body_id(q, body, "patient") : NULL;
+    const char *end_s = NULL;
+    if (!user || !patient || opt_string(q, body, "end", 40, &end_s)) {
+        json_decref(body);
+        return;
+    }
+    int64_t now = vg_now_ms(), end = 0, id = 0;
+    if (end_s && (vg_time_parse_rfc3339(end_s, strlen(end_s), &end) != 0 || end <= now)) {
+        json_decref(body);
+        problem(q, 400, "Invalid member", "'end' must be an RFC 3339 time in the future");
+        return;
+    }
+    struct vg_principal p;
+    char target[VG_ID_MAX + 16], detail[VG_ID_MAX + 64];
+    snprintf(target, sizeof target, "patient:%s", patient);
+    snprintf(detail, sizeof detail, "user:%s joins the care team", user);
+    int rc = vg_store_begin(q->api->st);
+    if (!rc)
+        rc = vg_account_get(q->api->st, user, &p);
+    if (!rc && strcmp(p.kind, "user")) {
+        vg_store_rollback(q->api->st);
+        json_decref(body);
+        problem(q, 400, "Not a person", "care teams are made of people");
+        return;
+    }
+    if (!rc)
+        rc = vg_careteam_add(q->api->st, user, patient, now, end, &id);
+    rc = audited_change(q, "careteam.assign", target, detail, rc);
+    json_decref(body);
+    if (rc)
+        problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
+                rc == VG_STORE_NOT_FOUND ? "No such user or patient" : "Store unavailable", NULL);
+    else
+        ok(q, 201, json_pack("{s:I}", "id", (json_int_t)id));
+}
+
+static void delete_careteam(struct req *q, const char *id_s)
+{
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_USER_MANAGE, NULL, NULL, &d) != 0)
+        return;
+    char *end;
+    long long id = strtoll(id_s, &end, 10);
+    if (*end || id <= 0) {
+        problem(q, 404, "No such assignment", NULL);
+        return;
+    }
+    char detail[48];
+    snprintf(detail, sizeof detail, "care team assignment %lld ended", id);
+    int rc = vg_store_begin(q->api->st);
+    if (!rc)
+        rc = vg_careteam_end(q->api->st, id, vg_now_ms());
+    rc = audited_change(q, "careteam.end", "", detail, rc);
+    if (rc)
+        problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
+                rc == VG_STORE_NOT_FOUND ? "No such assignment" : "Store unavailable", NULL);
+    else
+        evhttp_send_reply(q->r, 204, "No Content", NULL);
+}
+
+static void get_careteam(struct req *q, const struct evhttp_uri *uri)
+{
+    struct evkeyvalq params;
+    const char *query = evhttp_uri_get_query(uri);
+    if (evhttp_parse_query_str(query ? query : "", &params) != 0) {
+        problem(q, 400, "Malformed query string", NULL);
+        return;
+    }
+    const char *user = evhttp_find_header(&params, "user");
+    if (user && !vg_id_valid(user)) {
+        evhttp_clear_headers(&params);
+        problem(q, 400, "Invalid search", "invalid user id");
+        return;
+    }
+    /* People may see their own assignments; managing all is admin's. */
+    if (!user || strcmp(user, q->who.id)) {
+        struct vg_decision d;
+        if (authorize(q, VG_ACT_USER_MANAGE, NULL, NULL, &d) != 0) {
+            evhttp_clear_headers(&params);
+            return;
+        }
+    }
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(vg_store_db(q->api->st),
+                           "SELECT id, user_id, patient_id, start_ms, end_ms FROM careteam"
+                           " WHERE ?1 IS NULL OR user_id = ?1 ORDER BY id", -1, &s, NULL) != SQLITE_OK) {
+        evhttp_clear_headers(&params);
+        problem(q, 503, "Store unavailable", NULL);
+        return;
+    }
+    if (user)
+        sqlite3_bind_text(s, 1, user, -1, SQLITE_TRANSIENT);
+    json_t *arr = json_array();
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        char a[32], b[32] = "";
+        vg_time_format(sqlite3_column_int64(s, 3), a);
+        int has_end = sqlite3_column_type(s, 4) != SQLITE_NULL;
+        if (has_end)
+            vg_time_format(sqlite3_column_int64(s, 4), b);
+        json_array_append_new(arr, json_pack("{s:I, s:s, s:s, s:s, s:s?}", "id",
+                                             (json_int_t)sqlite3_column_int64(s, 0), "user",
+                                             sqlite3_column_text(s, 1), "patient",
+                                             sqlite3_column_text(s, 2), "start", a, "end",
+                                             has_end ? b : NULL));
+    }
+    sqlite3_finalize(s);
+    evhttp_clear_headers(&params);
+    ok(q, 200, json_pack("{s:o}", "assignments", arr));
+}
+
+static void post_breakglass(struct req *q)
+{
+    static const char *const allowed[] = {"patient", "reason", NULL};
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    const char *patient = body_id(q, body, "patient"), *reason = NULL;
+    if (!patient || opt_string(q, body, "reason", 500, &reason)) {
+        json_decref(body);
+        return;
+    }
+    if (!reason || strlen(reason) < 10) {
+        json_decref(body);
+        problem(q, 400, "A reason is required", "give the reason for emergency access (10 to 500 characters)");
+        return;
+    }
+    for (const char *c = reason; *c; c++)
+        if ((unsigned char)*c < 0x20) {
+            json_decref(body);
+            problem(q, 400, "Invalid reason", "the reason must be one line of text");
+            return;
+        }
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_BREAKGLASS, patient, NULL, &d) != 0) {
+        json_decref(body);
+        return;
+    }
+    int64_t now = vg_now_ms(), id = 0;
+    int64_t dur = (int64_t)q->api->cfg->breakglass_minutes * 60000;
+    char target[VG_ID_MAX + 16], detail[700];
+    snprintf(target, sizeof target, "patient:%s", patient);
+    snprintf(detail, sizeof detail, "break-glass for %d min, reason: %s", q->api->cfg->breakglass_minutes,
+             reason);
+    int rc = vg_store_begin(q->api->st);
+    if (!rc)
+        rc = vg_breakglass_open(q->api->st, q->who.id, patient, reason, now, dur, &id);
+    /* Auditors are alerted: an alert record in the same transaction. */
+    if (!rc) {
+        char alert[VG_ID_MAX * 2 + 64];
+        snprintf(alert, sizeof alert, "break-glass opened by user:%s on patient:%s", q->who.id, patient);
+        struct vg_audit_event ev = {0, "system", "alert.raised", target, "success", alert, ""};
+        rc = vg_audit_append(q->api->st, &ev);
+    }
+    rc = audited_change(q, "breakglass.open", target, detail, rc);
+    if (rc) {
+        json_decref(body);
+        problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
+                rc == VG_STORE_NOT_FOUND ? "No such patient" : "Store unavailable", NULL);
+        return;
+    }
+    vg_log_warn("alert: break-glass opened by %s on patient %s", q->who.id, patient);
+    char until[32];
+    vg_time_format(now + dur, until);
+    ok(q, 201, json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "patient", patient, "expires", until));
+    json_decref(body); /* 'patient' points into it */
+}
+
 static void get_stats(struct req *q)
 {
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_STATS_READ, NULL, NULL, &d) != 0)
+        return;
     struct vg_broker_stats s;
     vg_broker_stats(q->api->broker, &s);
     ok(q, 200,
@@ -757,8 +1431,78 @@ static void route(struct evhttp_request *r, void *arg)
             ok(&q, 200, json_pack("{s:s}", "status", "ok"));
         return;
     }
+    if (!strcmp(path, "/api/v1/login")) {
+        if (cmd == EVHTTP_REQ_POST)
+            post_login(&q);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+        return;
+    }
     if (authenticate(&q) != 0)
         return;
+
+    static const char user_prefix[] = "/api/v1/users/";
+    static const char token_prefix[] = "/api/v1/tokens/";
+    static const char team_prefix[] = "/api/v1/careteam/";
+    char seg[VG_ID_MAX + 2], what[16];
+    if (!strcmp(path, "/api/v1/logout") && cmd == EVHTTP_REQ_POST) {
+        post_logout(&q);
+        return;
+    }
+    if (!strcmp(path, "/api/v1/me/password") && cmd == EVHTTP_REQ_PUT) {
+        put_my_password(&q);
+        return;
+    }
+    if (!strcmp(path, "/api/v1/users")) {
+        if (cmd == EVHTTP_REQ_POST)
+            post_user(&q);
+        else if (cmd == EVHTTP_REQ_GET)
+            get_users(&q);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+        return;
+    }
+    if (!strncmp(path, user_prefix, sizeof user_prefix - 1)) {
+        const char *rest = path + sizeof user_prefix - 1, *slash = strchr(rest, '/');
+        size_t n = slash ? (size_t)(slash - rest) : 0;
+        if (!slash || n == 0 || n > VG_ID_MAX || strlen(slash + 1) >= sizeof what) {
+            problem(&q, 404, "No such route", NULL);
+            return;
+        }
+        memcpy(seg, rest, n);
+        seg[n] = '\0';
+        vg_strlcpy(what, slash + 1, sizeof what);
+        if (!vg_id_valid(seg))
+            problem(&q, 404, "No such account", NULL);
+        else
+            user_action(&q, seg, what, cmd);
+        return;
+    }
+    if (!strcmp(path, "/api/v1/tokens") && cmd == EVHTTP_REQ_POST) {
+        post_token(&q);
+        return;
+    }
+    if (!strncmp(path, token_prefix, sizeof token_prefix - 1) && cmd == EVHTTP_REQ_DELETE) {
+        delete_token(&q, path + sizeof token_prefix - 1);
+        return;
+    }
+    if (!strcmp(path, "/api/v1/careteam")) {
+        if (cmd == EVHTTP_REQ_POST)
+            post_careteam(&q);
+        else if (cmd == EVHTTP_REQ_GET)
+            get_careteam(&q, uri);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+        return;
+    }
+    if (!strncmp(path, team_prefix, sizeof team_prefix - 1) && cmd == EVHTTP_REQ_DELETE) {
+        delete_careteam(&q, path + sizeof team_prefix - 1);
+        return;
+    }
+    if (!strcmp(path, "/api/v1/breakglass") && cmd == EVHTTP_REQ_POST) {
+        post_breakglass(&q);
+        return;
+    }
 
     static const char dev_prefix[] = "/api/v1/devices/";
     size_t dlen = sizeof dev_prefix - 1;
@@ -855,7 +1599,10 @@ struct vg_api *vg_api_new(struct event_base *base, SSL_CTX *tls, const struct vg
     }
     evhttp_set_bevcb(api->http, make_bev, api);
     evhttp_set_gencb(api->http, route, api);
-    evhttp_set_max_body_size(api->http, (ev_ssize_t)cfg->max_http_body_bytes);
+    /* Bodies up to the configured limit are read and judged (a 400 with a
+     * problem body past it); evhttp drops anything four times larger
+     * before buffering it. */
+    evhttp_set_max_body_size(api->http, (ev_ssize_t)cfg->max_http_body_bytes * 4);
     evhttp_set_max_headers_size(api->http, 16384);
     evhttp_set_timeout(api->http, 30);
     evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,13 +17,19 @@
 #include "ingest/reading.h"
 
 const char vg_cli_conn_help[] =
-    "Connection (one of):\n"
+    "Connection:\n"
     "  -d, --data-dir DIR     use DIR's vigil.conf, admin.token and pki/ca.pem\n"
     "  --server URL           https://HOST:PORT of the API (env VIGIL_SERVER)\n"
     "  --token-file FILE      file holding the bearer token (env VIGIL_TOKEN holds\n"
     "                         the token itself)\n"
     "  --cacert FILE          vigil's CA certificate (env VIGIL_CACERT)\n"
-    "Explicit options win over the environment, which wins over -d.\n";
+    "The token is the first of: --token-file; VIGIL_TOKEN; the session saved by\n"
+    "`vigil login` (used only when none of --token-file, VIGIL_TOKEN and -d is\n"
+    "given); -d DIR's admin.token. The server and CA certificate come from\n"
+    "--server/--cacert, else VIGIL_SERVER/VIGIL_CACERT, else -d DIR, else the\n"
+    "session. A session is only sent to the server that issued it, and not once\n"
+    "it has expired. Session file: $XDG_CONFIG_HOME/vigil/session (default\n"
+    "~/.config/vigil/session).\n";
 
 int vg_cli_conn_option(struct vg_cli_conn *c, int argc, char **argv, int *i)
 {
@@ -78,63 +85,124 @@ int vg_cli_datadir_mqtt(const char *datadir, char *out, size_t size)
     return 0;
 }
 
+/* Is 'url' the same server (host and port) as 'session_url'? */
+static int same_server(const char *url, const char *session_url)
+{
+    struct vg_http_target a, b;
+    char err[256];
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    if (vg_http_target_from_url(&a, url, err, sizeof err) != 0 ||
+        vg_http_target_from_url(&b, session_url, err, sizeof err) != 0)
+        return 0;
+    return !strcasecmp(a.host, b.host) && !strcmp(a.port, b.port);
+}
+
 int vg_cli_target(const struct vg_cli_conn *c, struct vg_http_target *t)
 {
-    char err[512], url[300] = "", path[PATH_MAX];
+    char err[512], url[300] = "", path[PATH_MAX], session_file[PATH_MAX] = "the session file";
+    struct vg_cli_session s;
+    int have_session = 0, rc = -1;
     memset(t, 0, sizeof *t);
+    memset(&s, 0, sizeof s);
     const char *server = c->server ? c->server : getenv("VIGIL_SERVER");
     const char *cacert = c->cacert ? c->cacert : getenv("VIGIL_CACERT");
-    const char *token_env = getenv("VIGIL_TOKEN");
+    const char *token_env = c->session_only ? NULL : getenv("VIGIL_TOKEN");
+    /* The session is consulted only when nothing else says which token to
+     * use (for `login`: which server to use), so -d and the environment
+     * keep meaning what they always meant. */
+    int use_session = c->session_only ? 1
+                      : c->anonymous  ? !c->datadir && !server
+                                      : !c->token_file && !token_env && !c->datadir;
+    if (use_session) {
+        int r = vg_cli_session_load(&s, c->anonymous);
+        if (r < 0)
+            goto out;
+        have_session = r > 0;
+        if (vg_cli_session_path(session_file, sizeof session_file) != 0)
+            vg_strlcpy(session_file, "the session file", sizeof session_file);
+    }
+    if (c->session_only && !have_session) {
+        fprintf(stderr, "vigil: not logged in (no session in %s); run `vigil login USER`\n",
+                session_file);
+        goto out;
+    }
     if (!server && c->datadir) {
         struct vg_config cfg;
         vg_config_defaults(&cfg);
         snprintf(path, sizeof path, "%s/vigil.conf", c->datadir);
         if (vg_config_load(path, &cfg, err, sizeof err) != 0) {
             fprintf(stderr, "vigil: %s\n", err);
-            return -1;
+            goto out;
         }
         char host[128], port[16];
         if (vg_config_split_addr(cfg.api_listen, host, sizeof host, port, sizeof port) != 0)
-            return -1;
+            goto out;
         /* A wildcard listener is reached on loopback. */
         const char *h = !strcmp(host, "0.0.0.0") ? "127.0.0.1" : !strcmp(host, "::") ? "::1" : host;
         snprintf(url, sizeof url, strchr(h, ':') ? "https://[%s]:%s" : "https://%s:%s", h, port);
         server = url;
     }
+    if (have_session && !c->anonymous) {
+        /* Never hand a session token to a server that did not issue it. */
+        if (server && !same_server(server, s.server)) {
+            fprintf(stderr,
+                    "vigil: the session in %s is for %s, not %s; log in there, or give "
+                    "--token-file\n",
+                    session_file, s.server, server);
+            goto out;
+        }
+    }
+    if (!server && have_session)
+        server = s.server;
     if (!server) {
-        fprintf(stderr, "vigil: no server: give -d DIR, --server URL or VIGIL_SERVER\n");
-        return -1;
+        fprintf(stderr, "vigil: no server: give -d DIR, --server URL or VIGIL_SERVER%s\n",
+                c->anonymous ? "" : ", or run `vigil login USER`");
+        goto out;
     }
     if (vg_http_target_from_url(t, server, err, sizeof err) != 0) {
         fprintf(stderr, "vigil: %s\n", err);
-        return -1;
+        goto out;
     }
     if (!cacert && c->datadir) {
         snprintf(path, sizeof path, "%s/pki/ca.pem", c->datadir);
         cacert = path;
     }
+    if (!cacert && have_session)
+        cacert = s.cacert;
     if (!cacert) {
         fprintf(stderr, "vigil: no CA certificate: give -d DIR, --cacert FILE or VIGIL_CACERT\n");
-        return -1;
+        goto out;
     }
     vg_strlcpy(t->cacert, cacert, sizeof t->cacert);
-    if (c->token_file) {
-        if (read_token(c->token_file, t->token, sizeof t->token) != 0)
-            return -1;
+    if (c->anonymous) {
+        rc = 0; /* `login` sends no token */
+    } else if (c->session_only) {
+        rc = vg_strlcpy(t->token, s.token, sizeof t->token);
+    } else if (c->token_file) {
+        rc = read_token(c->token_file, t->token, sizeof t->token);
     } else if (token_env) {
-        if (vg_strlcpy(t->token, token_env, sizeof t->token) != 0) {
+        rc = vg_strlcpy(t->token, token_env, sizeof t->token);
+        if (rc != 0)
             fprintf(stderr, "vigil: VIGIL_TOKEN is too long\n");
-            return -1;
-        }
+    } else if (have_session) {
+        if (vg_cli_session_expired(&s))
+            fprintf(stderr, "vigil: the session of %s ended at %s; run `vigil login %s`\n",
+                    s.user, s.expires, s.user);
+        else
+            rc = vg_strlcpy(t->token, s.token, sizeof t->token);
     } else if (c->datadir) {
         snprintf(path, sizeof path, "%s/admin.token", c->datadir);
-        if (read_token(path, t->token, sizeof t->token) != 0)
-            return -1;
+        rc = read_token(path, t->token, sizeof t->token);
     } else {
-        fprintf(stderr, "vigil: no token: give -d DIR, --token-file FILE or VIGIL_TOKEN\n");
-        return -1;
+        fprintf(stderr, "vigil: no token: run `vigil login USER`, or give -d DIR, --token-file "
+                        "FILE or VIGIL_TOKEN\n");
     }
-    return 0;
+out:
+    sodium_memzero(&s, sizeof s);
+    if (rc != 0)
+        sodium_memzero(t->token, sizeof t->token);
+    return rc;
 }
 
 int vg_cli_call(const struct vg_http_target *t, const char *method, const char *path,
@@ -157,12 +225,9 @@ int vg_cli_call(const struct vg_http_target *t, const char *method, const char *
     return -1;
 }
 
-/* Parses client options around positional arguments; returns the count of
- * positionals (stored in pos), or -1 on error. Flags in 'flags' (NULL-ended)
- * are recognised as booleans and set in 'flag_set'. */
-static int parse_args(int argc, char **argv, struct vg_cli_conn *c, const char **pos, int max_pos,
-                      const char *const *flags, int *flag_set, const char *const *valued,
-                      const char **values)
+int vg_cli_parse_args(int argc, char **argv, struct vg_cli_conn *c, const char **pos,
+                      int max_pos, const char *const *flags, int *flag_set,
+                      const char *const *valued, const char **values)
 {
     int n = 0;
     for (int i = 0; i < argc; i++) {
@@ -197,7 +262,7 @@ static int parse_args(int argc, char **argv, struct vg_cli_conn *c, const char *
     return n;
 }
 
-static int is_help(int argc, char **argv)
+int vg_cli_is_help(int argc, char **argv)
 {
     for (int i = 0; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
@@ -212,13 +277,13 @@ static const char patient_help[] = "Usage: vigil patient add ID [connection opti
 
 int vg_cli_patient(int argc, char **argv)
 {
-    if (is_help(argc, argv)) {
+    if (vg_cli_is_help(argc, argv)) {
         printf("%s%s", patient_help, vg_cli_conn_help);
         return 0;
     }
     struct vg_cli_conn c = {0};
     const char *pos[2];
-    int n = parse_args(argc, argv, &c, pos, 2, NULL, NULL, NULL, NULL);
+    int n = vg_cli_parse_args(argc, argv, &c, pos, 2, NULL, NULL, NULL, NULL);
     if (n != 2 || strcmp(pos[0], "add")) {
         fprintf(stderr, "%s%s", patient_help, vg_cli_conn_help);
         return 2;
@@ -251,7 +316,7 @@ static const char device_help[] =
     "        no copy of the private key.\n"
     "assign  attributes the device's readings to PATIENT from now on.\n\n";
 
-static int write_file(const char *dir, const char *name, const char *text, mode_t mode)
+int vg_cli_write_file(const char *dir, const char *name, const char *text, mode_t mode)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -269,7 +334,7 @@ static int write_file(const char *dir, const char *name, const char *text, mode_
 }
 
 /* Writes ca.pem unless an identical one is already there. */
-static int write_ca(const char *dir, const char *pem)
+int vg_cli_write_ca(const char *dir, const char *pem)
 {
     char path[PATH_MAX], have[16384];
     snprintf(path, sizeof path, "%s/ca.pem", dir);
@@ -283,7 +348,7 @@ static int write_ca(const char *dir, const char *pem)
         fprintf(stderr, "vigil: %s exists and holds a different CA\n", path);
         return -1;
     }
-    return write_file(dir, "ca.pem", pem, 0644);
+    return vg_cli_write_file(dir, "ca.pem", pem, 0644);
 }
 
 int vg_cli_device_enroll(const struct vg_http_target *t, const char *id, const char *out);
@@ -313,9 +378,9 @@ int vg_cli_device_enroll(const struct vg_http_target *t, const char *id, const c
         fprintf(stderr, "vigil: the server's enrollment answer is incomplete\n");
     } else {
         snprintf(name, sizeof name, "%s.key", id);
-        if (write_file(out, name, key, 0600) == 0) {
+        if (vg_cli_write_file(out, name, key, 0600) == 0) {
             snprintf(name, sizeof name, "%s.pem", id);
-            if (write_file(out, name, cert, 0644) == 0 && write_ca(out, ca) == 0)
+            if (vg_cli_write_file(out, name, cert, 0644) == 0 && vg_cli_write_ca(out, ca) == 0)
                 rc = 0;
         }
         sodium_memzero((char *)key, strlen(key));
@@ -326,7 +391,7 @@ int vg_cli_device_enroll(const struct vg_http_target *t, const char *id, const c
 
 int vg_cli_device(int argc, char **argv)
 {
-    if (is_help(argc, argv)) {
+    if (vg_cli_is_help(argc, argv)) {
         printf("%s%s", device_help, vg_cli_conn_help);
         return 0;
     }
@@ -334,7 +399,7 @@ int vg_cli_device(int argc, char **argv)
     const char *pos[3];
     static const char *const valued[] = {"--out", NULL};
     const char *values[1] = {NULL};
-    int n = parse_args(argc, argv, &c, pos, 3, NULL, NULL, valued, values);
+    int n = vg_cli_parse_args(argc, argv, &c, pos, 3, NULL, NULL, valued, values);
     int enroll = n == 2 && !strcmp(pos[0], "enroll") && values[0];
     int assign = n == 3 && !strcmp(pos[0], "assign");
     if (!enroll && !assign) {
@@ -380,7 +445,7 @@ static const char obs_help[] =
 
 int vg_cli_obs(int argc, char **argv)
 {
-    if (is_help(argc, argv)) {
+    if (vg_cli_is_help(argc, argv)) {
         printf("%s%s", obs_help, vg_cli_conn_help);
         return 0;
     }
@@ -390,7 +455,7 @@ int vg_cli_obs(int argc, char **argv)
     static const char *const valued[] = {"--code", "--count", NULL};
     int flag_set[1] = {0};
     const char *values[2] = {NULL, NULL};
-    int n = parse_args(argc, argv, &c, pos, 2, flags, flag_set, valued, values);
+    int n = vg_cli_parse_args(argc, argv, &c, pos, 2, flags, flag_set, valued, values);
     if (n != 2 || strcmp(pos[0], "list") || !vg_id_valid(pos[1])) {
         fprintf(stderr, "%s%s", obs_help, vg_cli_conn_help);
         return 2;

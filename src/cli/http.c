@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -1101,6 +1102,9 @@ void vg_http_response_free(struct vg_http_response *resp)
 {
     if (!resp)
         return;
+    /* Answers carry tokens and private keys: wipe before freeing. */
+    if (resp->body)
+        sodium_memzero(resp->body, resp->body_len);
     free(resp->body);
     memset(resp, 0, sizeof *resp);
 }

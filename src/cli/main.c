@@ -13,7 +13,7 @@ static const char usage[] =
     "  init DIR                     create a data directory (CA, keys, database, admin token)\n"
     "  serve DIR                    run the gateway: MQTT/TLS for devices, HTTPS API\n"
     "\n"
-    "API clients (need -d DIR, or --server/--token-file/--cacert):\n"
+    "API clients (need -d DIR, --server/--token-file/--cacert, or `vigil login`):\n"
     "  patient add ID               register a patient\n"
     "  device enroll ID --out DIR   enroll a device; writes its certificate and key\n"
     "  device assign ID PATIENT     attach a device to a patient from now on\n"
@@ -22,6 +22,22 @@ static const char usage[] =
     "  audit list|report|export     read the audit trail (auditor or admin)\n"
     "  sim --devices N --rate R --for S\n"
     "                               enroll N simulated devices and stream vitals\n"
+    "\n"
+    "Accounts and access (docs/api.md):\n"
+    "  login USER                   sign in (password and authenticator code); saves\n"
+    "                               a session the other commands then use\n"
+    "  logout                       end the session and delete it\n"
+    "  passwd                       change your password\n"
+    "  user add ID --role ROLE[,ROLE...] [--service]\n"
+    "                               create an account (a person gets a QR code)\n"
+    "  user list|disable|role|totp|cert\n"
+    "                               list accounts, disable, set roles, new second\n"
+    "                               factor, MQTT client certificate\n"
+    "  token add PRINCIPAL --scope obs.read[,obs.subscribe]\n"
+    "                               issue a service token; token revoke ID\n"
+    "  careteam add|end|list        assign users to patients' care teams\n"
+    "  breakglass PATIENT --reason TEXT\n"
+    "                               emergency access to a patient (audited, alerts)\n"
     "\n"
     "Run `vigil COMMAND --help` for the options of one command.\n";
 
@@ -42,7 +58,9 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"init", vg_cli_init},       {"serve", vg_cli_serve}, {"patient", vg_cli_patient},
         {"device", vg_cli_device},   {"obs", vg_cli_obs},     {"sim", vg_cli_sim},
-        {"audit", vg_cli_audit},
+        {"audit", vg_cli_audit},     {"login", vg_cli_login}, {"logout", vg_cli_logout},
+        {"passwd", vg_cli_passwd},   {"user", vg_cli_user},   {"token", vg_cli_token},
+        {"careteam", vg_cli_careteam}, {"breakglass", vg_cli_breakglass},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(argv[1], cmds[i].name))

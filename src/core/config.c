@@ -21,6 +21,13 @@ void vg_config_defaults(struct vg_config *cfg)
     cfg->writer_queue_max = 100000;
     cfg->batch_max = 1000;
     cfg->device_cert_days = 397;
+    cfg->session_idle_s = 900;
+    cfg->session_lifetime_s = 43200;
+    cfg->login_max_failures = 5;
+    cfg->login_addr_max_failures = 20;
+    cfg->login_window_s = 900;
+    cfg->login_lockout_s = 900;
+    cfg->breakglass_minutes = 60;
     cfg->checkpoint_records = 1000;
     cfg->checkpoint_seconds = 60;
     vg_strlcpy(cfg->log_level, "info", sizeof cfg->log_level);
@@ -43,10 +50,17 @@ static const struct int_key int_keys[] = {
     {"limits", "max_packet_bytes", offsetof(struct vg_config, max_packet_bytes), 128, 268435455},
     {"limits", "connect_timeout_s", offsetof(struct vg_config, connect_timeout_s), 1, 300},
     {"limits", "max_keepalive_s", offsetof(struct vg_config, max_keepalive_s), 1, 65535},
-    {"limits", "max_http_body_bytes", offsetof(struct vg_config, max_http_body_bytes), 1024, 1 << 30},
+    {"limits", "max_http_body_bytes", offsetof(struct vg_config, max_http_body_bytes), 1024, 1 << 28},
     {"limits", "writer_queue_max", offsetof(struct vg_config, writer_queue_max), 1, 10000000},
     {"limits", "batch_max", offsetof(struct vg_config, batch_max), 1, 100000},
     {"pki", "device_cert_days", offsetof(struct vg_config, device_cert_days), 1, 3650},
+    {"session", "idle_timeout_s", offsetof(struct vg_config, session_idle_s), 1, 86400},
+    {"session", "lifetime_s", offsetof(struct vg_config, session_lifetime_s), 1, 604800},
+    {"login", "max_failures", offsetof(struct vg_config, login_max_failures), 1, 100},
+    {"login", "address_max_failures", offsetof(struct vg_config, login_addr_max_failures), 1, 10000},
+    {"login", "window_s", offsetof(struct vg_config, login_window_s), 10, 86400},
+    {"login", "lockout_s", offsetof(struct vg_config, login_lockout_s), 1, 86400},
+    {"access", "breakglass_minutes", offsetof(struct vg_config, breakglass_minutes), 1, 1440},
     {"audit", "checkpoint_records", offsetof(struct vg_config, checkpoint_records), 1, 10000000},
     {"audit", "checkpoint_seconds", offsetof(struct vg_config, checkpoint_seconds), 1, 86400},
 };
@@ -164,6 +178,26 @@ static const char default_conf[] =
     "[pki]\n"
     "# Validity of device certificates issued by `vigil device enroll`, days.\n"
     "#device_cert_days = 397\n"
+    "\n"
+    "[session]\n"
+    "# People log in with a password and an authenticator code. A session\n"
+    "# ends after idle_timeout_s without use and after lifetime_s in all.\n"
+    "#idle_timeout_s = 900\n"
+    "#lifetime_s = 43200\n"
+    "\n"
+    "[login]\n"
+    "# max_failures failed logins for one account name, or\n"
+    "# address_max_failures from one address, within window_s lock that name\n"
+    "# or address for lockout_s seconds and raise an alert.\n"
+    "#max_failures = 5\n"
+    "#address_max_failures = 20\n"
+    "#window_s = 900\n"
+    "#lockout_s = 900\n"
+    "\n"
+    "[access]\n"
+    "# A clinician may open a patient outside their care team for this long\n"
+    "# by giving a reason (break-glass); every access is audited.\n"
+    "#breakglass_minutes = 60\n"
     "\n"
     "[audit]\n"
     "# The audit trail is hash-chained; a checkpoint of its head is signed\n"

@@ -34,6 +34,16 @@ struct vg_config {
                                    empty = no live shipping */
     char syslog_ca[512];        /* CA file that signed the receiver's
                                    certificate (relative to the data dir) */
+    /* [session] */
+    int session_idle_s;         /* automatic logoff after this idle time */
+    int session_lifetime_s;     /* absolute session lifetime */
+    /* [login] */
+    int login_max_failures;     /* per account name within login_window_s */
+    int login_addr_max_failures;/* per source address within login_window_s */
+    int login_window_s;
+    int login_lockout_s;
+    /* [access] */
+    int breakglass_minutes;     /* how long a break-glass grant lasts */
     /* [log] */
     char log_level[16];         /* debug, info, warn, error */
 };

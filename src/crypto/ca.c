@@ -279,7 +279,7 @@ static int add_extensions(X509 *subject, X509 *issuer, EVP_PKEY *issuer_key,
 /* Builds and signs a certificate for 'subject_key' named 'cn'. 'issuer' is
  * NULL for a self-signed certificate (then 'issuer_key' is the subject's
  * own key). Returns a new X509 the caller frees, or NULL with 'err' set. */
-static X509 *build_cert(const char *cn, EVP_PKEY *subject_key, X509 *issuer,
+static X509 *build_cert(const char *cn, const char *ou, EVP_PKEY *subject_key, X509 *issuer,
                         EVP_PKEY *issuer_key, int days, const struct ext_spec *exts,
                         size_t n_exts, char *err, size_t err_size)
 {
@@ -301,7 +301,9 @@ static X509 *build_cert(const char *cn, EVP_PKEY *subject_key, X509 *issuer,
     if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
                                    -1, 0) != 1 ||
         X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"vigil",
-                                   -1, -1, 0) != 1) {
+                                   -1, -1, 0) != 1 ||
+        (ou && X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)ou,
+                                          -1, -1, 0) != 1)) {
         set_ossl_err(err, err_size, "set certificate subject");
         goto fail;
     }
@@ -461,7 +463,7 @@ int vg_ca_create(const char *cert_path, const char *key_path, const char *name, 
         goto cleanup;
     if (!(key = new_p256_key(err, err_size)))
         goto cleanup;
-    cert = build_cert(name, key, NULL, key, days, exts, sizeof exts / sizeof exts[0], err,
+    cert = build_cert(name, NULL, key, NULL, key, days, exts, sizeof exts / sizeof exts[0], err,
                       err_size);
     if (!cert)
         goto cleanup;
@@ -524,7 +526,7 @@ int vg_ca_issue_server(const char *ca_cert_path, const char *ca_key_path, const 
         goto cleanup;
     if (!(key = new_p256_key(err, err_size)))
         goto cleanup;
-    cert = build_cert(cn, key, ca_cert, ca_key, days, exts, sizeof exts / sizeof exts[0], err,
+    cert = build_cert(cn, NULL, key, ca_cert, ca_key, days, exts, sizeof exts / sizeof exts[0], err,
                       err_size);
     if (!cert)
         goto cleanup;
@@ -562,8 +564,9 @@ static void hex_lower(const unsigned char *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-int vg_ca_issue_client(const char *ca_cert_path, const char *ca_key_path, const char *cn,
-                       int days, struct vg_ca_issued *out, char *err, size_t err_size)
+static int issue_client(const char *ca_cert_path, const char *ca_key_path, const char *cn,
+                        const char *ou, int days, struct vg_ca_issued *out, char *err,
+                        size_t err_size)
 {
     int rc = -1;
     X509 *ca_cert = NULL;
@@ -603,7 +606,7 @@ int vg_ca_issue_client(const char *ca_cert_path, const char *ca_key_path, const 
         goto cleanup;
     if (!(key = new_p256_key(err, err_size)))
         goto cleanup;
-    cert = build_cert(cn, key, ca_cert, ca_key, days, exts, sizeof exts / sizeof exts[0], err,
+    cert = build_cert(cn, ou, key, ca_cert, ca_key, days, exts, sizeof exts / sizeof exts[0], err,
                       err_size);
     if (!cert)
         goto cleanup;
@@ -661,4 +664,16 @@ void vg_ca_issued_free(struct vg_ca_issued *issued)
     }
     free(issued->cert_pem);
     memset(issued, 0, sizeof *issued);
+}
+
+int vg_ca_issue_client(const char *ca_cert_path, const char *ca_key_path, const char *cn,
+                       int days, struct vg_ca_issued *out, char *err, size_t err_size)
+{
+    return issue_client(ca_cert_path, ca_key_path, cn, NULL, days, out, err, err_size);
+}
+
+int vg_ca_issue_principal(const char *ca_cert_path, const char *ca_key_path, const char *id,
+                          int days, struct vg_ca_issued *out, char *err, size_t err_size)
+{
+    return issue_client(ca_cert_path, ca_key_path, id, VG_CA_PRINCIPAL_OU, days, out, err, err_size);
 }

@@ -45,4 +45,14 @@ int vg_ca_issue_client(const char *ca_cert_path, const char *ca_key_path,
                        char *err, size_t err_size) VG_WARN_UNUSED;
 void vg_ca_issued_free(struct vg_ca_issued *issued);
 
+/* The subject OU that marks a certificate issued to a principal (a person
+ * or a service application, for live data over MQTT) rather than to a
+ * device: the broker tells the two apart by it, since ids may coincide. */
+#define VG_CA_PRINCIPAL_OU "principal"
+
+/* Like vg_ca_issue_client, for principal 'id', with OU=principal. */
+int vg_ca_issue_principal(const char *ca_cert_path, const char *ca_key_path, const char *id,
+                          int days, struct vg_ca_issued *out, char *err, size_t err_size)
+    VG_WARN_UNUSED;
+
 #endif

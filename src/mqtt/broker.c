@@ -20,6 +20,8 @@
 #include "core/log.h"
 #include "ingest/reading.h"
 #include "mqtt/codec.h"
+#include "auth/policy.h"
+#include "crypto/ca.h"
 #include "net/tls.h"
 
 #define CONN_BUCKETS 4096
@@ -36,6 +38,17 @@ struct conn {
     char obs_topic[VG_ID_MAX + 32];
     char rejects_topic[VG_ID_MAX + 32];
     int sub_rejects;
+    /* A principal (person or application) receiving live data, rather than
+     * a device: who it is, and the patients it subscribed to with when each
+     * was last decided (decisions are re-checked at most a minute old, so a
+     * care-team change or an expired break-glass takes effect). */
+    int is_principal;
+    struct vg_principal who;
+    struct {
+        char patient[VG_ID_MAX + 1];
+        int64_t decided_ms;
+    } subs[16];
+    int nsubs;
     unsigned pending; /* jobs at the writer that will answer this conn */
     int paused;       /* reading stopped for back-pressure */
     int free_scheduled;
@@ -94,21 +107,25 @@ static void conn_free(struct conn *c)
 
 /* ---- audit through the writer ---- */
 
-static void audit(struct vg_broker *b, struct conn *c, const char *action, const char *outcome,
-                  const char *detail, uint16_t answer_packet, enum vg_reject notice)
+static void audit_target(struct vg_broker *b, struct conn *c, const char *action,
+                         const char *target, const char *outcome, const char *detail,
+                         uint16_t answer_packet, enum vg_reject notice)
 {
     struct vg_job *j = vg_job_new(VG_JOB_AUDIT, 0);
     if (!j) {
         vg_log_error("mqtt: out of memory writing an audit record");
         return;
     }
+    const char *kind = c->is_principal ? "user" : "device";
     if (c->device[0])
-        snprintf(j->audit.actor, sizeof j->audit.actor, "device:%s", c->device);
+        snprintf(j->audit.actor, sizeof j->audit.actor, "%s:%s", kind, c->device);
     else
         snprintf(j->audit.actor, sizeof j->audit.actor, "peer");
     vg_strlcpy(j->audit.action, action, sizeof j->audit.action);
-    if (c->device[0])
-        snprintf(j->audit.target, sizeof j->audit.target, "device:%s", c->device);
+    if (target)
+        vg_strlcpy(j->audit.target, target, sizeof j->audit.target);
+    else if (c->device[0])
+        snprintf(j->audit.target, sizeof j->audit.target, "%s:%s", kind, c->device);
     vg_strlcpy(j->audit.outcome, outcome, sizeof j->audit.outcome);
     vg_strlcpy(j->audit.detail, detail, sizeof j->audit.detail);
     vg_strlcpy(j->audit.source, c->peer, sizeof j->audit.source);
@@ -121,6 +138,12 @@ static void audit(struct vg_broker *b, struct conn *c, const char *action, const
         c->pending++;
     }
     vg_writer_submit(b->writer, j);
+}
+
+static void audit(struct vg_broker *b, struct conn *c, const char *action, const char *outcome,
+                  const char *detail, uint16_t answer_packet, enum vg_reject notice)
+{
+    audit_target(b, c, action, NULL, outcome, detail, answer_packet, notice);
 }
 
 /* ---- output ---- */
@@ -244,6 +267,67 @@ static void resume_paused(struct vg_broker *b)
             }
 }
 
+/* Live data: every stored reading goes to the principals subscribed to its
+ * patient, on vigil/v1/p/{patient}/obs, normalised. A subscription whose
+ * decision is over a minute old is decided again first (and dropped, with
+ * an audit record, if it no longer holds). */
+static void republish(struct vg_broker *b, const struct vg_job *j)
+{
+    if (j->kind != VG_JOB_READINGS || j->status != VG_STORE_OK || !j->stored || !j->patient[0])
+        return;
+    char topic[VG_ID_MAX + 32];
+    snprintf(topic, sizeof topic, "vigil/v1/p/%s/obs", j->patient);
+    int64_t now = vg_now_ms();
+    for (size_t bucket = 0; bucket < CONN_BUCKETS; bucket++)
+        for (struct conn *c = b->conns[bucket]; c; c = c->hnext) {
+            if (!c->is_principal || c->state != CONNECTED)
+                continue;
+            int k;
+            for (k = 0; k < c->nsubs; k++)
+                if (!strcmp(c->subs[k].patient, j->patient))
+                    break;
+            if (k == c->nsubs)
+                continue;
+            if (now - c->subs[k].decided_ms > 60000) {
+                struct vg_resource res = {j->patient, NULL};
+                struct vg_decision d;
+                vg_policy_decide(b->reader, &c->who, VG_ACT_OBS_SUBSCRIBE, &res, now, &d);
+                if (!d.allow) {
+                    char target[VG_ID_MAX + 16];
+                    snprintf(target, sizeof target, "patient:%s", j->patient);
+                    audit_target(b, c, "obs.subscribe", target, "denied", d.reason, 0, VG_REJECT_NONE);
+                    c->subs[k] = c->subs[--c->nsubs];
+                    continue;
+                }
+                c->subs[k].decided_ms = now;
+            }
+            for (size_t i = 0; i < j->n; i++) {
+                const struct vg_reading_item *it = &j->items[i];
+                if (it->reject != VG_REJECT_NONE)
+                    continue;
+                char t[32];
+                vg_time_format(it->reading.time_ms, t);
+                json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:s, s:s}", "patient", j->patient,
+                                      "device", j->device, "code", it->reading.code, "value",
+                                      it->reading.value, "unit", it->reading.unit, "time", t);
+                char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                json_decref(o);
+                if (!text)
+                    continue;
+                size_t tl = strlen(topic), plen = strlen(text);
+                size_t need = vg_mqtt_publish_size(tl, plen, 0);
+                uint8_t *buf = need ? malloc(need) : NULL;
+                size_t n = buf ? vg_mqtt_encode_publish(buf, need, topic, tl, (const uint8_t *)text,
+                                                        plen, 0, 0, 0)
+                               : 0;
+                send_bytes(c, buf, n);
+                free(buf);
+                sodium_memzero(text, plen);
+                free(text);
+            }
+        }
+}
+
 static void done_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -256,6 +340,7 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
             b->stats.readings_stored += j->stored;
             b->stats.readings_refused += j->whole == VG_REJECT_NONE ? j->refused : 0;
         }
+        republish(b, j);
         struct conn *c = j->conn_id ? conn_find(b, j->conn_id) : NULL;
         if (c) {
             c->pending--;
@@ -316,7 +401,8 @@ static void takeover(struct vg_broker *b, struct conn *fresh)
      * first. */
     for (size_t i = 0; i < CONN_BUCKETS; i++)
         for (struct conn *c = b->conns[i]; c; c = c->hnext)
-            if (c != fresh && c->state == CONNECTED && !strcmp(c->device, fresh->device)) {
+            if (c != fresh && c->state == CONNECTED && c->is_principal == fresh->is_principal &&
+                !strcmp(c->device, fresh->device)) {
                 vg_log_info("mqtt: %s reconnected from %s; closing its older session", c->device,
                             fresh->peer);
                 audit(b, c, "mqtt.takeover", "success", "a newer connection took over", 0,
@@ -335,9 +421,36 @@ static void handle_connect(struct conn *c, const struct vg_mqtt_connect *m)
         return;
     }
     vg_strlcpy(c->device, cn, sizeof c->device);
+    c->is_principal = vg_tls_peer_has_ou(ssl, VG_CA_PRINCIPAL_OU);
     if (m->client_id.len != strlen(cn) || memcmp(m->client_id.p, cn, m->client_id.len) != 0) {
         refuse_connect(c, VG_CONNACK_ID_REJECTED,
-                       "client id does not equal the certificate's device id");
+                       c->is_principal ? "client id does not equal the certificate's principal id"
+                                       : "client id does not equal the certificate's device id");
+        return;
+    }
+    if (c->is_principal) {
+        char fp[65], enrolled[65];
+        int prc = vg_account_get_for_cert(c->b->reader, cn, vg_now_ms(), &c->who, enrolled);
+        if (prc != VG_STORE_OK) {
+            refuse_connect(c, prc == VG_STORE_NOT_FOUND ? VG_CONNACK_NOT_AUTHORIZED : VG_CONNACK_UNAVAILABLE,
+                           prc == VG_STORE_NOT_FOUND ? "no such principal, or it is disabled"
+                                                     : "account registry unavailable");
+            return;
+        }
+        if (strlen(enrolled) != 64 || vg_tls_peer_fingerprint(ssl, fp) != 0 ||
+            !vg_ct_equal((const uint8_t *)fp, (const uint8_t *)enrolled, 64)) {
+            refuse_connect(c, VG_CONNACK_NOT_AUTHORIZED,
+                           "certificate is not the one issued to this principal");
+            return;
+        }
+        takeover(c->b, c);
+        c->state = CONNECTED;
+        set_keepalive(c, m->keepalive);
+        c->b->stats.connections_accepted++;
+        uint8_t out[4];
+        send_bytes(c, out, vg_mqtt_encode_connack(out, sizeof out, 0, VG_CONNACK_ACCEPTED));
+        vg_log_info("mqtt: principal %s connected from %s for live data", cn, c->peer);
+        audit(c->b, c, "mqtt.connect", "success", "principal, live data", 0, VG_REJECT_NONE);
         return;
     }
     struct vg_device_info dev;
@@ -386,15 +499,32 @@ static void handle_publish(struct conn *c, const struct vg_mqtt_publish *p)
         protocol_error(c, "QoS 2 is not supported");
         return;
     }
-    if (p->topic.len != strlen(c->obs_topic) ||
-        memcmp(p->topic.p, c->obs_topic, p->topic.len) != 0) {
+    /* The decision point sees which device's topic this is; only the
+     * device itself may publish there (and nobody else publishes at all). */
+    char topic_dev[VG_ID_MAX + 1] = "";
+    static const char prefix[] = "vigil/v1/d/";
+    size_t pl = sizeof prefix - 1;
+    if (p->topic.len > pl + 4 && !memcmp(p->topic.p, prefix, pl) &&
+        !memcmp(p->topic.p + p->topic.len - 4, "/obs", 4) && p->topic.len - pl - 4 <= VG_ID_MAX) {
+        memcpy(topic_dev, p->topic.p + pl, p->topic.len - pl - 4);
+        topic_dev[p->topic.len - pl - 4] = '\0';
+    }
+    struct vg_principal dev_who = {0};
+    vg_strlcpy(dev_who.id, c->device, sizeof dev_who.id);
+    vg_strlcpy(dev_who.kind, "device", sizeof dev_who.kind);
+    struct vg_resource res = {NULL, topic_dev[0] && vg_id_valid(topic_dev) ? topic_dev : NULL};
+    struct vg_decision dec;
+    vg_policy_decide(b->reader, c->is_principal ? &c->who : &dev_who, VG_ACT_DEVICE_PUBLISH, &res,
+                     vg_now_ms(), &dec);
+    if (!dec.allow) {
         b->stats.publishes_refused++;
         vg_log_warn("mqtt: %s published to a topic it may not use; refused", c->device);
         /* Acknowledged (after the refusal is audited) so the device does not
          * resend it forever; nothing is stored. */
         audit(b, c, "mqtt.publish", "refused",
-              "a device may publish only to vigil/v1/d/{its id}/obs", p->packet_id,
-              VG_REJECT_TOPIC);
+              c->is_principal ? "only devices publish readings"
+                              : "a device may publish only to vigil/v1/d/{its id}/obs",
+              p->packet_id, VG_REJECT_TOPIC);
         return;
     }
     int64_t now = vg_now_ms();
@@ -432,9 +562,66 @@ static void handle_publish(struct conn *c, const struct vg_mqtt_publish *p)
     }
 }
 
+/* A principal's SUBSCRIBE to vigil/v1/p/{patient}/obs: one patient per
+ * filter (no wildcards: each patient is its own decision), decided and
+ * audited whatever the outcome. */
+static uint8_t subscribe_patient(struct conn *c, const struct vg_mqtt_str *f)
+{
+    static const char prefix[] = "vigil/v1/p/";
+    size_t pl = sizeof prefix - 1;
+    char patient[VG_ID_MAX + 1] = "";
+    if (f->len > pl + 4 && !memcmp(f->p, prefix, pl) && !memcmp(f->p + f->len - 4, "/obs", 4) &&
+        f->len - pl - 4 <= VG_ID_MAX) {
+        memcpy(patient, f->p + pl, f->len - pl - 4);
+        patient[f->len - pl - 4] = '\0';
+    }
+    if (!vg_id_valid(patient)) {
+        audit(c->b, c, "obs.subscribe", "denied",
+              "subscribe to vigil/v1/p/{patient}/obs, one patient per filter, no wildcards", 0,
+              VG_REJECT_NONE);
+        return VG_SUBACK_FAILURE;
+    }
+    char target[VG_ID_MAX + 16];
+    snprintf(target, sizeof target, "patient:%s", patient);
+    struct vg_resource res = {patient, NULL};
+    struct vg_decision d;
+    int64_t now = vg_now_ms();
+    vg_policy_decide(c->b->reader, &c->who, VG_ACT_OBS_SUBSCRIBE, &res, now, &d);
+    if (!d.allow) {
+        audit_target(c->b, c, "obs.subscribe", target, "denied", d.reason, 0, VG_REJECT_NONE);
+        return VG_SUBACK_FAILURE;
+    }
+    int slot = -1;
+    for (int i = 0; i < c->nsubs; i++)
+        if (!strcmp(c->subs[i].patient, patient))
+            slot = i;
+    if (slot < 0) {
+        if (c->nsubs == (int)(sizeof c->subs / sizeof c->subs[0])) {
+            audit_target(c->b, c, "obs.subscribe", target, "refused", "too many subscriptions", 0,
+                         VG_REJECT_NONE);
+            return VG_SUBACK_FAILURE;
+        }
+        slot = c->nsubs++;
+        vg_strlcpy(c->subs[slot].patient, patient, sizeof c->subs[slot].patient);
+    }
+    c->subs[slot].decided_ms = now;
+    char detail[400];
+    snprintf(detail, sizeof detail, "live readings, basis %s%s%s", d.basis,
+             d.breakglass_reason[0] ? ", break-glass reason: " : "", d.breakglass_reason);
+    audit_target(c->b, c, "obs.subscribe", target, "success", detail, 0, VG_REJECT_NONE);
+    return 0; /* granted at QoS 0 */
+}
+
 static void handle_subscribe(struct conn *c, const struct vg_mqtt_subscribe *s)
 {
     uint8_t codes[VG_MQTT_MAX_FILTERS];
+    if (c->is_principal) {
+        for (size_t i = 0; i < s->count; i++)
+            codes[i] = subscribe_patient(c, &s->filters[i]);
+        uint8_t out[4 + VG_MQTT_MAX_FILTERS];
+        send_bytes(c, out, vg_mqtt_encode_suback(out, sizeof out, s->packet_id, codes, s->count));
+        return;
+    }
     for (size_t i = 0; i < s->count; i++) {
         if (s->filters[i].len == strlen(c->rejects_topic) &&
             !memcmp(s->filters[i].p, c->rejects_topic, s->filters[i].len)) {
@@ -453,6 +640,15 @@ static void handle_subscribe(struct conn *c, const struct vg_mqtt_subscribe *s)
 
 static void handle_unsubscribe(struct conn *c, const struct vg_mqtt_subscribe *s)
 {
+    for (size_t i = 0; i < s->count && c->is_principal; i++)
+        for (int k = 0; k < c->nsubs; k++) {
+            char topic[VG_ID_MAX + 32];
+            snprintf(topic, sizeof topic, "vigil/v1/p/%s/obs", c->subs[k].patient);
+            if (s->filters[i].len == strlen(topic) && !memcmp(s->filters[i].p, topic, strlen(topic))) {
+                c->subs[k] = c->subs[--c->nsubs];
+                break;
+            }
+        }
     for (size_t i = 0; i < s->count; i++)
         if (s->filters[i].len == strlen(c->rejects_topic) &&
             !memcmp(s->filters[i].p, c->rejects_topic, s->filters[i].len))

@@ -85,6 +85,23 @@ int vg_tls_peer_cn(SSL *ssl, char *out, size_t size)
     return rc;
 }
 
+int vg_tls_peer_has_ou(SSL *ssl, const char *ou)
+{
+    X509 *cert = SSL_get1_peer_certificate(ssl);
+    if (!cert)
+        return 0;
+    X509_NAME *name = X509_get_subject_name(cert);
+    int found = 0;
+    for (int idx = -1; (idx = X509_NAME_get_index_by_NID(name, NID_organizationalUnitName, idx)) >= 0;) {
+        ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+        size_t len = (size_t)ASN1_STRING_length(v);
+        if (len == strlen(ou) && !memcmp(ASN1_STRING_get0_data(v), ou, len))
+            found = 1;
+    }
+    X509_free(cert);
+    return found;
+}
+
 int vg_tls_peer_fingerprint(SSL *ssl, char out[65])
 {
     X509 *cert = SSL_get1_peer_certificate(ssl);

@@ -21,6 +21,9 @@ SSL_CTX *vg_tls_server_ctx(const char *cert_path, const char *key_path,
  * certificate or its CN is missing, repeated or does not fit. */
 int vg_tls_peer_cn(SSL *ssl, char *out, size_t size);
 
+/* 1 if the verified peer certificate's subject has an OU equal to 'ou'. */
+int vg_tls_peer_has_ou(SSL *ssl, const char *ou);
+
 /* SHA-256 fingerprint (lower-case hex, 64 chars + NUL) of the peer
  * certificate. Returns 0 or -1. */
 int vg_tls_peer_fingerprint(SSL *ssl, char out[65]);

@@ -83,6 +83,35 @@ static const char *const migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;"
     "CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints"
     "  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;",
+    /* 3: people and access — accounts with MFA, sessions and scoped service
+     * tokens, care teams, break-glass grants, login throttling. 'role'
+     * becomes a space-separated set of roles. */
+    "ALTER TABLE principals ADD COLUMN kind TEXT NOT NULL DEFAULT 'service';"
+    "ALTER TABLE principals ADD COLUMN pw_hash TEXT;"
+    "ALTER TABLE principals ADD COLUMN totp_sealed BLOB;"
+    "ALTER TABLE principals ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE principals ADD COLUMN last_login_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE principals ADD COLUMN cert_fingerprint TEXT;"
+    "ALTER TABLE tokens ADD COLUMN id TEXT;"
+    "ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'service';"
+    "ALTER TABLE tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tokens ADD COLUMN patients TEXT NOT NULL DEFAULT '*';"
+    "ALTER TABLE tokens ADD COLUMN last_used_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tokens ADD COLUMN idle_ms INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX tokens_by_principal ON tokens(principal_id);"
+    "CREATE TABLE careteam ("
+    "  id INTEGER PRIMARY KEY, user_id TEXT NOT NULL REFERENCES principals(id),"
+    "  patient_id TEXT NOT NULL REFERENCES patients(id),"
+    "  start_ms INTEGER NOT NULL, end_ms INTEGER);"
+    "CREATE INDEX careteam_by_user ON careteam(user_id, patient_id);"
+    "CREATE TABLE breakglass ("
+    "  id INTEGER PRIMARY KEY, user_id TEXT NOT NULL REFERENCES principals(id),"
+    "  patient_id TEXT NOT NULL REFERENCES patients(id), reason TEXT NOT NULL,"
+    "  start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL);"
+    "CREATE INDEX breakglass_by_user ON breakglass(user_id, patient_id, end_ms);"
+    "CREATE TABLE login_failures ("
+    "  key TEXT PRIMARY KEY, failures INTEGER NOT NULL, window_start_ms INTEGER NOT NULL,"
+    "  locked_until_ms INTEGER NOT NULL DEFAULT 0);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -828,4 +857,22 @@ int vg_store_obs_query(struct vg_store *st, const struct vg_obs_query *q, vg_obs
     if (step != SQLITE_ROW && step != SQLITE_DONE)
         return fail(st, VG_STORE_ERROR, "query readings");
     return n;
+}
+
+/* ---- small secrets sealed under the KEK (TOTP seeds) ---- */
+
+int vg_store_seal_secret(struct vg_store *st, const char *purpose, const uint8_t *pt, size_t len,
+                         uint8_t *out, size_t *out_len)
+{
+    return vg_aead_seal(st->kek, (const uint8_t *)purpose, strlen(purpose), pt, len, out, out_len) == 0
+               ? VG_STORE_OK
+               : VG_STORE_ERROR;
+}
+
+int vg_store_open_secret(struct vg_store *st, const char *purpose, const uint8_t *in, size_t len,
+                         uint8_t *out, size_t *out_len)
+{
+    return vg_aead_open(st->kek, (const uint8_t *)purpose, strlen(purpose), in, len, out, out_len) == 0
+               ? VG_STORE_OK
+               : VG_STORE_INTEGRITY;
 }

@@ -148,6 +148,15 @@ typedef int (*vg_obs_fn)(void *ctx, const struct vg_obs *obs);
 int vg_store_obs_query(struct vg_store *st, const struct vg_obs_query *q, vg_obs_fn fn,
                        void *ctx) VG_WARN_UNUSED;
 
+/* Seals a small secret (a TOTP seed) under the KEK, bound to 'purpose'
+ * (e.g. "vigil/totp/v1|alice") as associated data. 'out' needs len +
+ * VG_AEAD_OVERHEAD bytes. vg_store_open_secret reverses it
+ * (VG_STORE_INTEGRITY if altered or bound to another purpose). */
+int vg_store_seal_secret(struct vg_store *st, const char *purpose, const uint8_t *pt, size_t len,
+                         uint8_t *out, size_t *out_len) VG_WARN_UNUSED;
+int vg_store_open_secret(struct vg_store *st, const char *purpose, const uint8_t *in, size_t len,
+                         uint8_t *out, size_t *out_len) VG_WARN_UNUSED;
+
 /* The underlying connection, for modules that keep their own tables in the
  * same database and transaction (audit). Borrowed. */
 struct sqlite3 *vg_store_db(struct vg_store *st);

@@ -269,10 +269,63 @@ vg_serve() {
     return 1
 }
 
-# vg_start: init + serve; bails out when the server cannot start.
+# vg_start: init + serve; bails out when the server cannot start. Then
+# makes the two principals most tests read with (separation of duties
+# keeps the bootstrap admin away from patient data and the audit trail):
+#   it-reader   a service principal whose token ($VG_TMP/reader.token) has
+#               obs.read and obs.subscribe for every patient;
+#   it-auditor  a person with the auditor role, logged in with password and
+#               authenticator code ($VG_TMP/auditor.token is its session).
 vg_start() {
     vg_init "$@"
     vg_serve || bail "server running" "cannot continue without a server"
+    [ "${VG_NO_PRINCIPALS:-0}" = 1 ] && return 0
+    vg_make_principals
+}
+
+vg_make_principals() {
+    vg_service_token it-reader '["obs.read","obs.subscribe"]' >"$VG_TMP/reader.token" ||
+        bail "make the it-reader service token" "$API_STATUS $API_BODY"
+    vg_person it-auditor '["auditor"]' >"$VG_TMP/auditor.token" ||
+        bail "make and log in the it-auditor person" "$API_STATUS $API_BODY"
+}
+
+# vg_service_token ID SCOPES_JSON [PATIENTS_JSON]: a service principal ID
+# (role integration) and a token for it, printed.
+vg_service_token() {
+    local pat=""
+    [ -n "${3:-}" ] && pat=",\"patients\":$3"
+    api POST /api/v1/users "{\"id\":\"$1\",\"kind\":\"service\",\"roles\":[\"integration\"]}"
+    [ "$API_STATUS" = 201 ] || [ "$API_STATUS" = 409 ] || return 1
+    api POST /api/v1/tokens "{\"principal\":\"$1\",\"scopes\":$2$pat}"
+    [ "$API_STATUS" = 201 ] || return 1
+    jget "$API_BODY" 'j["token"]'
+}
+
+# vg_person ID ROLES_JSON: a person with a random password; logs in and
+# prints the session token. Keeps $VG_TMP/ID.password and $VG_TMP/ID.totp
+# (the otpauth URI) for later logins (vg_login ID).
+vg_person() {
+    local pw
+    pw="it-$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+    printf '%s' "$pw" >"$VG_TMP/$1.password"
+    api POST /api/v1/users "{\"id\":\"$1\",\"roles\":$2,\"password\":\"$pw\"}"
+    [ "$API_STATUS" = 201 ] || return 1
+    jget "$API_BODY" 'j["totp_uri"]' >"$VG_TMP/$1.totp"
+    # The code of the previous step (inside the ±1 window): later logins of
+    # the same person can use the current and the next step, since a code
+    # is accepted only for a step later than the last one used.
+    vg_login "$1" -1
+}
+
+# vg_login ID [STEP_OFFSET]: logs ID in (password + current code); prints
+# the session token, or fails with API_STATUS/API_BODY set.
+vg_login() {
+    local code
+    code=$("$PY" "$IT_DIR/totp.py" "$(cat "$VG_TMP/$1.totp")" --step-offset "${2:-0}")
+    api POST /api/v1/login "{\"user\":\"$1\",\"password\":\"$(cat "$VG_TMP/$1.password")\",\"totp\":\"$code\"}" -
+    [ "$API_STATUS" = 200 ] || return 1
+    jget "$API_BODY" 'j["token"]'
 }
 
 # vg_stop: SIGTERM, wait, and assert a clean exit (status 0) as a check.
@@ -314,10 +367,21 @@ vg_stop() {
 # ---- CLI clients ------------------------------------------------------------
 
 # vg_cli ARGS...: `vigil ARGS... -d VG_DIR`; stdout to stdout, stderr kept in
-# VG_CLI_ERR (and the CLI log, for sanitizer scanning).
+# VG_CLI_ERR (and the CLI log, for sanitizer scanning). Separation of
+# duties: the bootstrap admin token (-d) sees no patient data and no audit
+# trail, so `obs` runs with the test's reader token and `audit` with its
+# auditor's session (see vg_start), unless VG_CLI_TOKEN_FILE says otherwise.
 vg_cli() {
-    local errf="$VG_TMP/cli.last.stderr" rc
-    timeout -k 5 "$(vg_t 30)" "$VIGIL" "$@" -d "$VG_DIR" </dev/null 2>"$errf"
+    local errf="$VG_TMP/cli.last.stderr" rc tokf=${VG_CLI_TOKEN_FILE:-}
+    if [ -z "$tokf" ]; then
+        case "$1" in
+        obs) tokf=$VG_TMP/reader.token ;;
+        audit) [ "${2:-}" = verify ] && [ -d "${3:-}" ] || tokf=$VG_TMP/auditor.token ;;
+        esac
+    fi
+    local extra=()
+    [ -n "$tokf" ] && [ -f "$tokf" ] && extra=(--token-file "$tokf")
+    timeout -k 5 "$(vg_t 30)" "$VIGIL" "$@" -d "$VG_DIR" "${extra[@]}" </dev/null 2>"$errf"
     rc=$?
     VG_CLI_ERR=$(cat "$errf")
     cat "$errf" >>"$VG_CLI_LOG"
@@ -428,6 +492,14 @@ check_nothing_stored() {
 # TOKEN defaults to the admin token; "-" sends no Authorization header.
 api() {
     local method=$1 path=$2 body=${3:-} token=${4:-}
+    if [ -z "$token" ]; then
+        # The same separation of duties as vg_cli: patient data with the
+        # reader's token, the audit trail with the auditor's session.
+        case "$path" in
+        /fhir/*) [ -f "$VG_TMP/reader.token" ] && token=$(cat "$VG_TMP/reader.token") ;;
+        /api/v1/audit*) [ -f "$VG_TMP/auditor.token" ] && token=$(cat "$VG_TMP/auditor.token") ;;
+        esac
+    fi
     [ -n "$token" ] || token=$(cat "$VG_DIR/admin.token")
     local args=(-sS --max-time "$(vg_t 15)" --cacert "$VG_DIR/pki/ca.pem" -X "$method"
         -o "$VG_TMP/api.body" -w '%{http_code} %{content_type}')

@@ -26,7 +26,7 @@ has_audit "device.enroll of dev1" "action = 'device.enroll' AND target = 'device
 has_audit "device.assign of dev1" "action = 'device.assign' AND target = 'device:dev1' AND outcome = 'success'"
 has_audit "mqtt.connect success by device:dev1" "actor = 'device:dev1' AND action = 'mqtt.connect' AND outcome = 'success'"
 has_audit "readings.store for patient:p1" "actor = 'device:dev1' AND action = 'readings.store' AND target = 'patient:p1' AND outcome = 'success'"
-has_audit "obs.read of patient:p1" "actor = 'user:admin' AND action = 'obs.read' AND target = 'patient:p1' AND outcome = 'success'"
+has_audit "obs.read of patient:p1" "actor = 'user:it-reader' AND action = 'obs.read' AND target = 'patient:p1' AND outcome = 'success'"
 has_audit "api.auth refused after the bad token" "action = 'api.auth' AND outcome = 'refused'"
 has_audit "mqtt.disconnect of device:dev1 after mosquitto_pub's DISCONNECT" "actor = 'device:dev1' AND action = 'mqtt.disconnect'"
 has_audit "vigil.start" "action = 'vigil.start' AND outcome = 'success'"

@@ -31,6 +31,10 @@ expected=$(sort <<'TXT'
 system vigil.init - success
 system principal.create user:admin success
 system vigil.start - success
+user:admin user.create user:it-reader success
+user:admin token.issue user:it-reader success
+user:admin user.create user:it-auditor success
+user:it-auditor user.login user:it-auditor success
 user:admin patient.create patient:p1 success
 user:admin patient.create patient:p1 failure
 user:admin device.enroll device:dev1 success
@@ -54,9 +58,9 @@ device:dev1 mqtt.subscribe device:dev1 denied
 device:dev1 mqtt.disconnect device:dev1 success
 device:dev1 mqtt.connect device:dev1 refused
 peer tls.handshake - refused
-user:admin obs.read patient:p1 success
+user:it-reader obs.read patient:p1 success
 peer api.auth - refused
-user:admin audit.read - success
+user:it-auditor audit.read - success
 system vigil.stop - success
 TXT
 )

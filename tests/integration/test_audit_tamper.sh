@@ -10,6 +10,7 @@ vg_init
 # Checkpoints often, so the trail has several.
 sed -i 's/^#checkpoint_records = .*/checkpoint_records = 4/' "$VG_DIR/vigil.conf"
 vg_serve || bail "server running"
+vg_make_principals
 vg_patient p1
 vg_enroll dev1
 vg_assign dev1 p1
