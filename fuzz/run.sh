@@ -19,7 +19,11 @@ for h in fuzz/fuzz_*.c; do
   fi
   libs=()
   [ -f "fuzz/$name.libs" ] && read -r -a libs < "fuzz/$name.libs"
-  clang "${CFLAGS[@]}" "$h" "${srcs[@]}" "${libs[@]}" -o "$OUT/fuzz_$name"
+  if ! clang "${CFLAGS[@]}" "$h" "${srcs[@]}" "${libs[@]}" -o "$OUT/fuzz_$name"; then
+    echo "fuzz: $name FAILED to build"
+    status=1
+    continue
+  fi
   work="$OUT/corpus-$name"
   rm -rf "$work"; mkdir -p "$work"
   cp fuzz/corpus/"$name"/* "$work"/ 2>/dev/null || true
