@@ -754,6 +754,16 @@ static void get_audit_verify(struct req *q)
 
 /* ---- people and access ---- */
 
+/* The answer to a failed change: 404 with 'not_found' when something named
+ * does not exist, 503 when the store failed. */
+static void answer_store_error(struct req *q, int rc, const char *not_found)
+{
+    if (rc == VG_STORE_NOT_FOUND)
+        problem(q, 404, not_found, NULL);
+    else
+        problem(q, 503, "Store unavailable", NULL);
+}
+
 static struct vg_login_policy login_policy(const struct vg_config *cfg)
 {
     struct vg_login_policy pol = {
@@ -1030,8 +1040,7 @@ static void user_action(struct req *q, const char *id, const char *what, enum ev
         snprintf(detail, sizeof detail, "roles now %s", norm);
         rc = audited_change(q, "user.role", target, detail, rc);
         if (rc)
-            problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
-                    rc == VG_STORE_NOT_FOUND ? "No such account" : "Store unavailable", NULL);
+            answer_store_error(q, rc, "No such account");
         else
             ok(q, 200, json_pack("{s:s, s:s}", "id", id, "roles", norm));
     } else if (!strcmp(what, "disable") && cmd == EVHTTP_REQ_POST) {
@@ -1040,8 +1049,7 @@ static void user_action(struct req *q, const char *id, const char *what, enum ev
             rc = vg_account_disable(st, id);
         rc = audited_change(q, "user.disable", target, "disabled; its tokens and sessions revoked", rc);
         if (rc)
-            problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
-                    rc == VG_STORE_NOT_FOUND ? "No such account" : "Store unavailable", NULL);
+            answer_store_error(q, rc, "No such account");
         else
             ok(q, 200, json_pack("{s:s, s:b}", "id", id, "disabled", 1));
     } else if (!strcmp(what, "totp") && cmd == EVHTTP_REQ_POST) {
@@ -1051,8 +1059,7 @@ static void user_action(struct req *q, const char *id, const char *what, enum ev
             rc = vg_account_new_totp(st, id, uri, sizeof uri);
         rc = audited_change(q, "user.totp", target, "new second factor enrolled", rc);
         if (rc)
-            problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
-                    rc == VG_STORE_NOT_FOUND ? "No such person" : "Store unavailable", NULL);
+            answer_store_error(q, rc, "No such person");
         else
             ok(q, 200, json_pack("{s:s, s:s}", "id", id, "totp_uri", uri));
         sodium_memzero(uri, sizeof uri);
@@ -1185,8 +1192,7 @@ static void post_token(struct req *q)
     rc = audited_change(q, "token.issue", target, detail, rc);
     json_decref(body);
     if (rc) {
-        problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
-                rc == VG_STORE_NOT_FOUND ? "No such principal" : "Store unavailable", NULL);
+        answer_store_error(q, rc, "No such principal");
         return;
     }
     char when[32];
@@ -1211,8 +1217,7 @@ static void delete_token(struct req *q, const char *id)
         rc = vg_token_revoke(q->api->st, id);
     rc = audited_change(q, "token.revoke", "", detail, rc);
     if (rc)
-        problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
-                rc == VG_STORE_NOT_FOUND ? "No such token" : "Store unavailable", NULL);
+        answer_store_error(q, rc, "No such token");
     else
         evhttp_send_reply(q->r, 204, "No Content", NULL);
 }
@@ -1256,8 +1261,7 @@ static void post_careteam(struct req *q)
     rc = audited_change(q, "careteam.assign", target, detail, rc);
     json_decref(body);
     if (rc)
-        problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
-                rc == VG_STORE_NOT_FOUND ? "No such user or patient" : "Store unavailable", NULL);
+        answer_store_error(q, rc, "No such user or patient");
     else
         ok(q, 201, json_pack("{s:I}", "id", (json_int_t)id));
 }
@@ -1280,8 +1284,7 @@ static void delete_careteam(struct req *q, const char *id_s)
         rc = vg_careteam_end(q->api->st, id, vg_now_ms());
     rc = audited_change(q, "careteam.end", "", detail, rc);
     if (rc)
-        problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
-                rc == VG_STORE_NOT_FOUND ? "No such assignment" : "Store unavailable", NULL);
+        answer_store_error(q, rc, "No such assignment");
     else
         evhttp_send_reply(q->r, 204, "No Content", NULL);
 }
@@ -1382,8 +1385,7 @@ static void post_breakglass(struct req *q)
     rc = audited_change(q, "breakglass.open", target, detail, rc);
     if (rc) {
         json_decref(body);
-        problem(q, rc == VG_STORE_NOT_FOUND ? 404 : 503,
-                rc == VG_STORE_NOT_FOUND ? "No such patient" : "Store unavailable", NULL);
+        answer_store_error(q, rc, "No such patient");
         return;
     }
     vg_log_warn("alert: break-glass opened by %s on patient %s", q->who.id, patient);

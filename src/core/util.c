@@ -1,7 +1,9 @@
 #include "core/util.h"
 
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 int64_t vg_now_ms(void)
@@ -145,5 +147,21 @@ int vg_strlcpy(char *dst, const char *src, size_t dst_size)
         return -1;
     }
     memcpy(dst, src, n + 1);
+    return 0;
+}
+
+int vg_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
     return 0;
 }

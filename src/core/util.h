@@ -33,6 +33,10 @@ void vg_time_format(int64_t ms, char out[32]);
  * subjects, so this one rule keeps them safe in all four. */
 int vg_id_valid(const char *id);
 
+/* Writes all 'len' bytes to 'fd', retrying short writes and EINTR.
+ * Returns 0, or -1 with errno set. */
+int vg_write_all(int fd, const void *buf, size_t len) VG_WARN_UNUSED;
+
 /* Copies at most dst_size-1 bytes and always terminates. Returns 0, or -1 if
  * 'src' was truncated. */
 int vg_strlcpy(char *dst, const char *src, size_t dst_size);

@@ -141,20 +141,6 @@ static int is_ip_literal(const char *h)
 }
 
 /* Writes all of 'len' bytes, retrying on EINTR and short writes. */
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* Writes the contents of memory BIO 'mem' to a new file 'path' (O_EXCL,
  * never follows a symlink) with 'mode', and fsyncs it. On failure the file,
@@ -180,7 +166,7 @@ static int write_new_file(const char *path, mode_t mode, BIO *mem, const char *w
             set_err(err, err_size, "cannot create %s %s: %s", what, path, strerror(errno));
         return -1;
     }
-    if (write_all(fd, data, (size_t)len) != 0) {
+    if (vg_write_all(fd, data, (size_t)len) != 0) {
         set_err(err, err_size, "cannot write %s %s: %s", what, path, strerror(errno));
         goto cleanup;
     }

@@ -136,20 +136,6 @@ int vg_ct_equal(const uint8_t *a, const uint8_t *b, size_t len)
 }
 
 /* Writes all of 'len' bytes, retrying on EINTR and short writes. */
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* Makes the directory entry of a newly created file durable. Best effort:
  * some file systems refuse fsync on a directory, and the file itself has
@@ -197,7 +183,7 @@ int vg_kek_create(const char *path, uint8_t key[VG_KEY_BYTES], char *err, size_t
     }
     created = 1;
     randombytes_buf(fresh, sizeof fresh);
-    if (write_all(fd, fresh, sizeof fresh) != 0) {
+    if (vg_write_all(fd, fresh, sizeof fresh) != 0) {
         set_err(err, err_size, "cannot write key file %s: %s", path, strerror(errno));
         goto out;
     }
