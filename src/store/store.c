@@ -25,6 +25,7 @@ struct dek_slot {
 struct vg_store {
     sqlite3 *db;
     uint8_t *kek;            /* sodium_malloc'd copy */
+    uint8_t *dedup_key;      /* derived from the KEK; sodium_malloc'd */
     struct dek_slot *deks;   /* sodium_malloc'd array of DEK_CACHE */
     char err[256];
 };
@@ -112,6 +113,12 @@ static const char *const migrations[] = {
     "CREATE TABLE login_failures ("
     "  key TEXT PRIMARY KEY, failures INTEGER NOT NULL, window_start_ms INTEGER NOT NULL,"
     "  locked_until_ms INTEGER NOT NULL DEFAULT 0);",
+    /* 4: a reading resent by its device (same device, code and effective
+     * time, e.g. after a lost PUBACK) is stored once. The key is a keyed
+     * hash, so the column reveals neither the time nor equality with a
+     * guessed reading to someone holding only the database. */
+    "ALTER TABLE readings ADD COLUMN dedup BLOB;"
+    "CREATE UNIQUE INDEX readings_dedup ON readings(dedup);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -157,9 +164,11 @@ static struct vg_store *store_new(void)
     if (!st)
         return NULL;
     st->kek = sodium_malloc(VG_KEY_BYTES);
+    st->dedup_key = sodium_malloc(VG_KEY_BYTES);
     st->deks = sodium_malloc(sizeof(struct dek_slot) * DEK_CACHE);
-    if (!st->kek || !st->deks) {
+    if (!st->kek || !st->deks || !st->dedup_key) {
         sodium_free(st->kek);
+        sodium_free(st->dedup_key);
         sodium_free(st->deks);
         free(st);
         return NULL;
@@ -168,8 +177,17 @@ static struct vg_store *store_new(void)
     return st;
 }
 
+/* The deduplication key: HMAC-SHA256(KEK, purpose), so it changes with
+ * nothing but the KEK and never needs storing. */
+static void derive_dedup_key(struct vg_store *st)
+{
+    static const char purpose[] = "vigil/dedup/v1";
+    crypto_auth_hmacsha256(st->dedup_key, (const uint8_t *)purpose, sizeof purpose - 1, st->kek);
+}
+
 static int open_db(struct vg_store *st, const char *path, int create)
 {
+    derive_dedup_key(st);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK)
         return fail(st, VG_STORE_ERROR, "open database");
@@ -342,6 +360,7 @@ void vg_store_close(struct vg_store *st)
         sqlite3_close(st->db);
     }
     sodium_free(st->kek); /* sodium_free wipes before freeing */
+    sodium_free(st->dedup_key);
     sodium_free(st->deks);
     free(st);
 }
@@ -752,10 +771,16 @@ int vg_store_reading_put(struct vg_store *st, const char *patient, const char *d
     if (!sealed_ok)
         return fail(st, VG_STORE_ERROR, "seal reading");
 
+    /* Resends are recognised by device, code and effective time. */
+    uint8_t dedup[crypto_auth_hmacsha256_BYTES];
+    char dmsg[VG_ID_MAX + 64];
+    int dn = snprintf(dmsg, sizeof dmsg, "%s|%s|%" PRId64, device, r->code, r->time_ms);
+    crypto_auth_hmacsha256(dedup, (const uint8_t *)dmsg, dn > 0 ? (size_t)dn : 0, st->dedup_key);
+
     sqlite3_stmt *s;
     rc = prepare(st,
-                 "INSERT INTO readings(id, patient_id, device_id, code, key_id, hour,"
-                 " received_ms, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 "INSERT OR IGNORE INTO readings(id, patient_id, device_id, code, key_id, hour,"
+                 " received_ms, sealed, dedup) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  &s);
     if (rc)
         return rc;
@@ -767,12 +792,15 @@ int vg_store_reading_put(struct vg_store *st, const char *patient, const char *d
     sqlite3_bind_int64(s, 6, r->time_ms / 3600000);
     sqlite3_bind_int64(s, 7, received_ms);
     sqlite3_bind_blob(s, 8, sealed, (int)sealed_len, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 9, dedup, 16, SQLITE_STATIC);
     int step = sqlite3_step(s);
     sqlite3_finalize(s);
     if (step != SQLITE_DONE) {
         dek_forget(st, dek->key_id);
         return fail(st, sqlite_rc(step), "insert reading");
     }
+    if (sqlite3_changes(st->db) == 0)
+        return VG_STORE_DUPLICATE; /* already stored: a resend */
     return VG_STORE_OK;
 }
 

@@ -37,6 +37,9 @@ enum vg_store_rc {
                                 tampered, moved, or wrong key */
     VG_STORE_BAD_KEK = -5,   /* the KEK does not open this database */
     VG_STORE_FULL = -6,      /* disk or database full */
+    VG_STORE_DUPLICATE = 1,  /* vg_store_reading_put: this reading (same
+                                device, code and time) is already stored;
+                                not an error */
 };
 
 struct vg_store;
@@ -118,7 +121,10 @@ int vg_store_device_patient(struct vg_store *st, const char *device, int64_t at_
 
 /* Seals and inserts one reading for (patient, device) inside the current
  * transaction, creating the patient's data key on first use. Writes the new
- * reading's id (also its FHIR Observation id) to 'id_out'. */
+ * reading's id (also its FHIR Observation id) to 'id_out'. Returns
+ * VG_STORE_DUPLICATE, storing nothing, when the device already sent a
+ * reading with this code and effective time (a resend after a lost
+ * acknowledgement). */
 int vg_store_reading_put(struct vg_store *st, const char *patient, const char *device,
                          const struct vg_reading *r, int64_t received_ms,
                          char id_out[VG_OBS_ID_MAX]) VG_WARN_UNUSED;

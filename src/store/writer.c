@@ -69,7 +69,7 @@ struct agg {
     char device[VG_ID_MAX + 1];
     char patient[VG_ID_MAX + 1];
     char source[64];
-    size_t stored, refused;
+    size_t stored, refused, duplicates;
     int64_t tmin, tmax;
     size_t reasons[VG_REJECT_STORE + 1];
 };
@@ -114,7 +114,7 @@ static int write_readings(struct vg_writer *w, struct vg_job *j, struct agg_list
 {
     char actor[VG_ID_MAX + 16], detail[256];
     snprintf(actor, sizeof actor, "device:%s", j->device);
-    j->stored = j->refused = 0;
+    j->stored = j->refused = j->duplicates = 0;
 
     if (j->whole != VG_REJECT_NONE) {
         /* A payload that is not readings at all is an anomaly worth its own
@@ -153,8 +153,13 @@ static int write_readings(struct vg_writer *w, struct vg_job *j, struct agg_list
             continue;
         }
         char id[VG_OBS_ID_MAX];
-        if ((rc = vg_store_reading_put(w->st, j->patient, j->device, &it->reading,
-                                       j->received_ms, id)) != VG_STORE_OK)
+        rc = vg_store_reading_put(w->st, j->patient, j->device, &it->reading, j->received_ms, id);
+        if (rc == VG_STORE_DUPLICATE) {
+            j->duplicates++;
+            a->duplicates++;
+            continue;
+        }
+        if (rc != VG_STORE_OK)
             return rc;
         j->stored++;
         a->stored++;
@@ -180,9 +185,17 @@ static int write_aggregates(struct vg_writer *w, const struct agg_list *aggs)
             char t0[32], t1[32];
             vg_time_format(a->tmin, t0);
             vg_time_format(a->tmax, t1);
-            snprintf(detail, sizeof detail, "stored %zu readings from %s, effective %s to %s",
-                     a->stored, a->device, t0, t1);
+            snprintf(detail, sizeof detail, "stored %zu readings from %s, effective %s to %s%s",
+                     a->stored, a->device, t0, t1, a->duplicates ? " (and resends already stored)" : "");
             struct vg_audit_event ev = {0, actor, "readings.store", target, "success", detail, a->source};
+            int rc = append(w, &ev);
+            if (rc)
+                return rc;
+        }
+        if (a->duplicates && !a->stored) {
+            snprintf(detail, sizeof detail, "%zu resent readings from %s were already stored",
+                     a->duplicates, a->device);
+            struct vg_audit_event ev = {0, actor, "readings.duplicate", target, "success", detail, a->source};
             int rc = append(w, &ev);
             if (rc)
                 return rc;

@@ -54,6 +54,7 @@ struct vg_job {
     int status;               /* VG_STORE_OK: committed; else nothing of it is */
     char patient[VG_ID_MAX + 1];
     size_t stored, refused;
+    size_t duplicates;        /* resends already stored (acknowledged) */
 };
 
 /* Allocates a zeroed job with room for n reading items. NULL on OOM. */

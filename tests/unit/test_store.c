@@ -88,7 +88,11 @@ static struct vg_reading reading(const char *code, double value, const char *uni
 static void put(struct vg_store *st, const char *patient, const char *device, double value,
                 char id[VG_OBS_ID_MAX])
 {
-    struct vg_reading r = reading("8867-4", value, "/min", 1764410400000);
+    /* Each reading a second later: same device, code and time would be a
+     * resend, stored once (see test_resend_stored_once). */
+    static int64_t t = 1795946400000;
+    t += 1000;
+    struct vg_reading r = reading("8867-4", value, "/min", t);
     assert_int_equal(vg_store_begin(st), 0);
     assert_int_equal(vg_store_reading_put(st, patient, device, &r, 1764410400500, id), VG_STORE_OK);
     assert_int_equal(vg_store_commit(st), 0);
@@ -147,12 +151,37 @@ static void test_reading_round_trip(void **state)
     assert_string_equal(s.last.reading.code, "8867-4");
     assert_string_equal(s.last.reading.unit, "/min");
     assert_true(s.last.reading.value == 72.5);
-    assert_int_equal(s.last.reading.time_ms, 1764410400000);
+    assert_true(s.last.reading.time_ms > 1795946400000);
     assert_string_equal(s.last.device, "dev1");
     /* Another patient sees nothing. */
     struct seen none = {0};
     struct vg_obs_query q2 = {"P2", NULL, 0};
     assert_int_equal(vg_store_obs_query(f->st, &q2, remember, &none), 0);
+}
+
+static void test_resend_stored_once(void **state)
+{
+    struct fx *f = *state;
+    add_patient_device(f->st, "P1", "dev1");
+    add_patient_device(f->st, "P1", "dev2");
+    struct vg_reading r = reading("8867-4", 70, "/min", 1795946400000);
+    char id[VG_OBS_ID_MAX];
+    assert_int_equal(vg_store_begin(f->st), 0);
+    assert_int_equal(vg_store_reading_put(f->st, "P1", "dev1", &r, 1, id), VG_STORE_OK);
+    /* The same reading again (a resend after a lost PUBACK), even with
+     * another value: stored once. */
+    r.value = 71;
+    assert_int_equal(vg_store_reading_put(f->st, "P1", "dev1", &r, 2, id), VG_STORE_DUPLICATE);
+    /* Another device, another code or another time is another reading. */
+    assert_int_equal(vg_store_reading_put(f->st, "P1", "dev2", &r, 3, id), VG_STORE_OK);
+    struct vg_reading r2 = reading("59408-5", 97, "%", 1795946400000);
+    assert_int_equal(vg_store_reading_put(f->st, "P1", "dev1", &r2, 4, id), VG_STORE_OK);
+    r.time_ms += 1;
+    assert_int_equal(vg_store_reading_put(f->st, "P1", "dev1", &r, 5, id), VG_STORE_OK);
+    assert_int_equal(vg_store_commit(f->st), 0);
+    struct seen s = {0};
+    struct vg_obs_query q = {"P1", NULL, 0};
+    assert_int_equal(vg_store_obs_query(f->st, &q, remember, &s), 4);
 }
 
 static void test_value_not_in_clear(void **state)
@@ -386,6 +415,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_kek_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reading_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_not_in_clear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resend_stored_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_byte_is_integrity_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ciphertext_cannot_move_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_moved_to_other_patient_fails, setup, teardown),
