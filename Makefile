@@ -36,7 +36,7 @@ demo: deps
 # Benchmarks (figures, not pass/fail): see bench/README.md.
 bench: deps
 	$(MAKE) all
-	cmake --build $(BUILD) -j $(JOBS) --target bench_audit
+	cmake --build $(BUILD) -j $(JOBS) --target bench_audit bench_fill
 	./bench/run.sh
 
 clean:

@@ -375,36 +375,86 @@ static void put_assignment(struct req *q, const char *device)
     json_decref(body);
 }
 
-struct collect {
-    struct vg_obs *obs;
-    size_t n, cap;
-};
+/* ---- FHIR Observation search ---- */
 
-static int collect_obs(void *ctx, const struct vg_obs *o)
+/* FHIR date search (R4 search, "date"): a value of YYYY, YYYY-MM,
+ * YYYY-MM-DD (UTC) or a full dateTime stands for the range it covers;
+ * prefixes eq (default), gt, ge, lt, le narrow [from, to). Returns 0 or -1. */
+static int apply_date_param(const char *v, int64_t *from, int64_t *to)
 {
-    struct collect *c = ctx;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
-        struct vg_obs *grown = realloc(c->obs, cap * sizeof *grown);
-        if (!grown)
-            return 1;
-        c->obs = grown;
-        c->cap = cap;
+    char prefix[3] = "eq";
+    if (strlen(v) > 2 && v[0] >= 'a' && v[0] <= 'z' && v[1] >= 'a' && v[1] <= 'z') {
+        memcpy(prefix, v, 2);
+        v += 2;
     }
-    c->obs[c->n++] = *o;
+    int64_t start, end;
+    size_t len = strlen(v);
+    int y, m = 1, d = 1;
+    char buf[40];
+    if (len == 4 || len == 7 || len == 10) {
+        char *e;
+        y = (int)strtol(v, &e, 10);
+        if (e != v + 4 || (len >= 7 && (v[4] != '-' || (m = (int)strtol(v + 5, &e, 10), e != v + 7))) ||
+            (len == 10 && (v[7] != '-' || (d = (int)strtol(v + 8, &e, 10), e != v + 10))))
+            return -1;
+        snprintf(buf, sizeof buf, "%04d-%02d-%02dT00:00:00Z", y, m, d);
+        if (vg_time_parse_rfc3339(buf, strlen(buf), &start) != 0)
+            return -1;
+        if (len == 4)
+            snprintf(buf, sizeof buf, "%04d-01-01T00:00:00Z", y + 1);
+        else if (len == 7)
+            snprintf(buf, sizeof buf, "%04d-%02d-01T00:00:00Z", m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1);
+        if (len == 10)
+            end = start + 86400000;
+        else if (vg_time_parse_rfc3339(buf, strlen(buf), &end) != 0)
+            return -1;
+    } else {
+        if (vg_time_parse_rfc3339(v, len, &start) != 0)
+            return -1;
+        end = start + 1; /* precise to the millisecond here */
+    }
+    if (!strcmp(prefix, "eq")) {
+        if (start > *from) *from = start;
+        if (end < *to) *to = end;
+    } else if (!strcmp(prefix, "ge") || !strcmp(prefix, "gt")) {
+        int64_t b = !strcmp(prefix, "ge") ? start : end;
+        if (b > *from) *from = b;
+    } else if (!strcmp(prefix, "lt") || !strcmp(prefix, "le")) {
+        int64_t b = !strcmp(prefix, "lt") ? start : end;
+        if (b < *to) *to = b;
+    } else {
+        return -1;
+    }
     return 0;
 }
 
-static int newest_first(const void *a, const void *b)
+/* Renders entries straight into the response as they come: a day of 1 Hz
+ * data is 86,400 entries, too many to build as a tree first. */
+struct page {
+    struct evbuffer *out;
+    const char *base_url;
+    size_t count;        /* page size */
+    size_t written;
+    int has_next;
+    int64_t last_ms;
+    char last_id[VG_OBS_ID_MAX];
+};
+
+static int page_add(void *ctx, const struct vg_obs *o)
 {
-    int64_t ta = ((const struct vg_obs *)a)->reading.time_ms;
-    int64_t tb = ((const struct vg_obs *)b)->reading.time_ms;
-    return ta < tb ? 1 : ta > tb ? -1 : 0;
+    struct page *pg = ctx;
+    if (pg->written == pg->count) {
+        pg->has_next = 1; /* one more than the page: there is a next page */
+        return 1;
+    }
+    vg_fhir_observation_write(pg->out, pg->base_url, o, pg->written == 0);
+    pg->written++;
+    pg->last_ms = o->reading.time_ms;
+    vg_strlcpy(pg->last_id, o->id, sizeof pg->last_id);
+    return 0;
 }
 
-/* How many stored rows one search examines at most before sorting; the
- * store issue replaces this with indexed date search and paging. */
-#define OBS_SCAN_MAX 100000
+#define OBS_PAGE_MAX 100000
 
 static void get_observations(struct req *q, const struct evhttp_uri *uri)
 {
@@ -416,9 +466,13 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
     }
     const char *patient = NULL, *code = NULL;
     long count = 100;
-    int bad = 0;
-    char bad_why[128] = "";
-    for (struct evkeyval *kv = params.tqh_first; kv; kv = kv->next.tqe_next) {
+    int bad = 0, ascending = 0;
+    char bad_why[160] = "";
+    struct vg_obs_query oq;
+    memset(&oq, 0, sizeof oq);
+    int64_t from = 0, to = INT64_MAX;
+    for (struct evkeyval *kv = params.tqh_first; kv && !bad; kv = kv->next.tqe_next) {
+        char *end;
         if (!strcmp(kv->key, "patient") || !strcmp(kv->key, "subject")) {
             patient = kv->value;
             if (!strncmp(patient, "Patient/", 8))
@@ -430,16 +484,38 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
                 snprintf(bad_why, sizeof bad_why, "only LOINC codes (http://loinc.org|CODE) are stored");
             }
             code = bar ? bar + 1 : kv->value;
-        } else if (!strcmp(kv->key, "_count")) {
-            char *end;
-            count = strtol(kv->value, &end, 10);
-            if (*end || count < 1 || count > 1000) {
+        } else if (!strcmp(kv->key, "date")) {
+            if (apply_date_param(kv->value, &from, &to) != 0) {
                 bad = 1;
-                snprintf(bad_why, sizeof bad_why, "_count must be an integer from 1 to 1000");
+                snprintf(bad_why, sizeof bad_why,
+                         "date: [eq|gt|ge|lt|le]YYYY[-MM[-DD]] or an RFC 3339 date-time");
+            }
+        } else if (!strcmp(kv->key, "_count")) {
+            count = strtol(kv->value, &end, 10);
+            if (*end || count < 1 || count > OBS_PAGE_MAX) {
+                bad = 1;
+                snprintf(bad_why, sizeof bad_why, "_count must be an integer from 1 to %d", OBS_PAGE_MAX);
+            }
+        } else if (!strcmp(kv->key, "_sort")) {
+            if (!strcmp(kv->value, "date"))
+                ascending = 1;
+            else if (strcmp(kv->value, "-date")) {
+                bad = 1;
+                snprintf(bad_why, sizeof bad_why, "_sort is date or -date");
+            }
+        } else if (!strcmp(kv->key, "_cursor")) {
+            /* Our own paging token: "<effective ms>.<reading id>". */
+            long long ms = strtoll(kv->value, &end, 10);
+            if (*end != '.' || ms < 0 || strlen(end + 1) != 32 || strspn(end + 1, "0123456789abcdef") != 32) {
+                bad = 1;
+                snprintf(bad_why, sizeof bad_why, "_cursor is not one this server made");
+            } else {
+                oq.cursor_ms = ms;
+                vg_strlcpy(oq.cursor_id, end + 1, sizeof oq.cursor_id);
             }
         } else {
             bad = 1;
-            snprintf(bad_why, sizeof bad_why, "unsupported search parameter");
+            snprintf(bad_why, sizeof bad_why, "unsupported search parameter '%.32s'", kv->key);
         }
     }
     if (!bad && (!patient || !vg_id_valid(patient))) {
@@ -464,13 +540,17 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
         problem(q, 404, "No such patient", NULL);
         return;
     }
-    struct collect c = {0};
-    struct vg_obs_query oq = {patient, code, OBS_SCAN_MAX};
-    int n = vg_store_obs_query(q->api->st, &oq, collect_obs, &c);
+    oq.patient = patient;
+    oq.code = code;
+    oq.limit = (size_t)count + 1;
+    oq.from_ms = from;
+    oq.to_ms = to == INT64_MAX ? 0 : to;
+    oq.ascending = ascending;
+    struct page pg = {evbuffer_new(), q->api->base_url, (size_t)count, 0, 0, 0, ""};
+    evbuffer_add_printf(pg.out, "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"entry\":[");
+    int n = to <= from ? 0 : vg_store_obs_query(q->api->st, &oq, page_add, &pg);
     if (n < 0) {
-        if (c.obs)
-            sodium_memzero(c.obs, c.cap * sizeof *c.obs);
-        free(c.obs);
+        evbuffer_free(pg.out); /* its bytes never leave the process */
         const char *why = n == VG_STORE_INTEGRITY ? "a stored reading failed its integrity check"
                                                   : "store unavailable";
         vg_log_error("api: reading observations of %s failed: %s", patient, vg_store_errmsg(q->api->st));
@@ -480,38 +560,57 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
                 n == VG_STORE_INTEGRITY ? "Integrity check failed" : "Store unavailable", why);
         return;
     }
-    if (c.n > 1)
-        qsort(c.obs, c.n, sizeof *c.obs, newest_first);
-    size_t shown = c.n < (size_t)count ? c.n : (size_t)count;
-    char detail[160];
-    char detail_bg[600];
-    snprintf(detail, sizeof detail, "FHIR Observation search%s%s: %zu of %zu results, roles %s, basis %s",
-             code ? " code=" : "", code ? code : "", shown, c.n, q->who.roles, dec.basis);
+    char detail[200], detail_bg[700];
+    snprintf(detail, sizeof detail, "FHIR Observation search%s%s%s: %zu results%s, roles %s, basis %s",
+             code ? " code=" : "", code ? code : "", from || to != INT64_MAX ? " with a date range" : "",
+             pg.written, pg.has_next ? " (more pages)" : "", q->who.roles, dec.basis);
     if (dec.breakglass_reason[0])
         snprintf(detail_bg, sizeof detail_bg, "%s, break-glass reason: %s", detail, dec.breakglass_reason);
     /* Audit before disclosure: no record, no data (invariant 4). A
      * break-glass read carries the grant's reason. */
     if (audit_alone(q, dec.breakglass_reason[0] ? "obs.breakglass" : "obs.read", target, "success",
                     dec.breakglass_reason[0] ? detail_bg : detail) != 0) {
-        if (c.obs)
-            sodium_memzero(c.obs, c.cap * sizeof *c.obs);
-        free(c.obs);
+        evbuffer_free(pg.out);
         evhttp_clear_headers(&params);
         problem(q, 503, "Audit trail unavailable", "patient data is not served without an audit record");
         return;
     }
-    json_t *entries = json_array();
-    for (size_t i = 0; i < shown; i++)
-        json_array_append_new(entries, vg_fhir_observation(&c.obs[i]));
-    if (c.obs)
-        sodium_memzero(c.obs, c.cap * sizeof *c.obs);
-    free(c.obs);
-    char self[512];
-    snprintf(self, sizeof self, "%s/fhir/Observation%s%s", q->api->base_url, query ? "?" : "",
+    /* Links: self, and next (the same search after this page's last
+     * reading). 'total' only when this page is the whole result. */
+    evbuffer_add_printf(pg.out, "],\"link\":[{\"relation\":\"self\",\"url\":");
+    char url[2048];
+    snprintf(url, sizeof url, "%s/fhir/Observation%s%.1900s", q->api->base_url, query ? "?" : "",
              query ? query : "");
+    vg_fhir_json_string(pg.out, url);
+    evbuffer_add(pg.out, "}", 1);
+    if (pg.has_next) {
+        struct evbuffer *nb = evbuffer_new();
+        evbuffer_add_printf(nb, "%s/fhir/Observation?", q->api->base_url);
+        for (struct evkeyval *kv = params.tqh_first; kv; kv = kv->next.tqe_next) {
+            if (!strcmp(kv->key, "_cursor"))
+                continue;
+            char *enc = evhttp_encode_uri(kv->value);
+            evbuffer_add_printf(nb, "%s=%s&", kv->key, enc ? enc : "");
+            free(enc);
+        }
+        evbuffer_add_printf(nb, "_cursor=%lld.%s", (long long)pg.last_ms, pg.last_id);
+        evbuffer_add(nb, "", 1);
+        evbuffer_add_printf(pg.out, ",{\"relation\":\"next\",\"url\":");
+        vg_fhir_json_string(pg.out, (const char *)evbuffer_pullup(nb, -1));
+        evbuffer_add(pg.out, "}", 1);
+        evbuffer_free(nb);
+    }
+    evbuffer_add(pg.out, "]", 1);
+    if (!pg.has_next && !oq.cursor_id[0])
+        evbuffer_add_printf(pg.out, ",\"total\":%zu", pg.written);
+    evbuffer_add(pg.out, "}\n", 2);
     evhttp_clear_headers(&params);
-    send_json(q, 200, "OK", vg_fhir_searchset(entries, q->api->base_url, c.n, self),
-              "application/fhir+json");
+    struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
+    evhttp_add_header(h, "Content-Type", "application/fhir+json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_send_reply(q->r, 200, "OK", pg.out);
+    evbuffer_free(pg.out);
 }
 
 /* ---- the audit trail ---- */

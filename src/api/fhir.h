@@ -1,22 +1,24 @@
-/* api/fhir — FHIR R4 rendering of stored readings (jansson).
+/* api/fhir — FHIR R4 rendering of stored readings.
  *
- * Returns new jansson references owned by the caller. Borrows its inputs.
+ * Written straight into an evbuffer as JSON text: a search can return a
+ * day of 1 Hz data (86,400 Observations), which a tree of jansson objects
+ * would make several times slower to build. Borrows its inputs.
  */
 #ifndef VG_API_FHIR_H
 #define VG_API_FHIR_H
 
-#include <jansson.h>
-#include <stddef.h>
+#include <event2/buffer.h>
 
 #include "store/store.h"
 
-/* A vital-signs Observation: category, LOINC code, subject, device,
- * effectiveDateTime, issued, valueQuantity with its UCUM code. */
-json_t *vg_fhir_observation(const struct vg_obs *obs);
+/* Appends one searchset entry {"fullUrl", "resource": Observation, "search"}
+ * for 'o', preceded by a comma unless it is the first: a vital-signs
+ * Observation (profile, category, LOINC code, subject, device,
+ * effectiveDateTime, issued, valueQuantity with its UCUM code). */
+void vg_fhir_observation_write(struct evbuffer *b, const char *base_url, const struct vg_obs *o,
+                               int first);
 
-/* A searchset Bundle around 'entries' (an array of resources, reference
- * stolen). 'self_url' is the request's own URL; 'total' the match count. */
-json_t *vg_fhir_searchset(json_t *entries, const char *base_url, size_t total,
-                          const char *self_url);
+/* Appends 's' as a JSON string literal (quoted, escaped). */
+void vg_fhir_json_string(struct evbuffer *b, const char *s);
 
 #endif

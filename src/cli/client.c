@@ -441,7 +441,7 @@ static const char obs_help[] =
     "Shows the patient's readings, newest first (GET /fhir/Observation).\n"
     "  --json        print the FHIR R4 searchset Bundle as returned\n"
     "  --code LOINC  only this code, e.g. 8867-4\n"
-    "  --count N     at most N readings (1-1000, default 100)\n\n";
+    "  --count N     at most N readings (1-100000, default 100)\n\n";
 
 int vg_cli_obs(int argc, char **argv)
 {
@@ -466,8 +466,8 @@ int vg_cli_obs(int argc, char **argv)
     }
     char *end = NULL;
     long count = values[1] ? strtol(values[1], &end, 10) : 100;
-    if (values[1] && (*end || count < 1 || count > 1000)) {
-        fprintf(stderr, "vigil: --count must be 1-1000\n");
+    if (values[1] && (*end || count < 1 || count > 100000)) {
+        fprintf(stderr, "vigil: --count must be 1-100000\n");
         return 2;
     }
     struct vg_http_target t;
@@ -507,8 +507,15 @@ int vg_cli_obs(int argc, char **argv)
                json_string_value(json_object_get(vq, "unit")),
                dev && !strncmp(dev, "Device/", 7) ? dev + 7 : "");
     }
-    printf("%zu of %lld readings\n", json_array_size(entries),
-           (long long)json_integer_value(json_object_get(bundle, "total")));
+    /* 'total' is there when this page is the whole result; otherwise the
+     * Bundle has a next link and there are more than --count readings. */
+    json_t *total = json_object_get(bundle, "total");
+    if (total)
+        printf("%zu of %lld readings\n", json_array_size(entries),
+               (long long)json_integer_value(total));
+    else
+        printf("%zu readings shown; more match (raise --count, or page with the Bundle's next link)\n",
+               json_array_size(entries));
     json_decref(bundle);
     return 0;
 }

@@ -100,22 +100,57 @@ int vg_time_parse_rfc3339(const char *s, size_t len, int64_t *out_ms)
     return 0;
 }
 
+/* civil_from_days (Howard Hinnant): the inverse of days_from_civil. Used
+ * instead of gmtime_r + snprintf because a FHIR search formats two times
+ * per reading, 172,800 of them for a day of 1 Hz data. */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static char *put2(char *p, unsigned v)
+{
+    p[0] = (char)('0' + v / 10 % 10);
+    p[1] = (char)('0' + v % 10);
+    return p + 2;
+}
+
 void vg_time_format(int64_t ms, char out[32])
 {
-    time_t t = (time_t)(ms / 1000);
-    int frac = (int)(ms % 1000);
-    if (frac < 0) {
-        frac += 1000;
-        t -= 1;
-    }
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    /* The modulos bound each field so the output provably fits 32 bytes. */
-    unsigned year = (unsigned)(tm.tm_year + 1900) % 10000u;
-    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", year,
-             (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
-             (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-             (unsigned)tm.tm_sec % 100u, (unsigned)frac % 1000u);
+    int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+    unsigned frac = (unsigned)(ms - secs * 1000);
+    int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+    unsigned sod = (unsigned)(secs - days * 86400);
+    int64_t y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    unsigned year = (unsigned)(y < 0 ? 0 : y > 9999 ? 9999 : y);
+    char *p = out;
+    p = put2(p, year / 100);
+    p = put2(p, year % 100);
+    *p++ = '-';
+    p = put2(p, m);
+    *p++ = '-';
+    p = put2(p, d);
+    *p++ = 'T';
+    p = put2(p, sod / 3600);
+    *p++ = ':';
+    p = put2(p, sod / 60 % 60);
+    *p++ = ':';
+    p = put2(p, sod % 60);
+    *p++ = '.';
+    *p++ = (char)('0' + frac / 100);
+    p = put2(p, frac % 100);
+    *p++ = 'Z';
+    *p = '\0';
 }
 
 int vg_id_valid(const char *id)

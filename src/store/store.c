@@ -848,40 +848,116 @@ static int obs_open(struct vg_store *st, sqlite3_stmt *s, struct vg_obs *o)
     return VG_STORE_OK;
 }
 
+/* Order of two readings in the query's direction: < 0 if a comes first. */
+static int obs_order(const struct vg_obs *a, const struct vg_obs *b, int ascending)
+{
+    int c = a->reading.time_ms < b->reading.time_ms ? -1 : a->reading.time_ms > b->reading.time_ms;
+    if (!c)
+        c = strcmp(a->id, b->id);
+    return ascending ? c : -c;
+}
+
+static int obs_newest_first(const void *a, const void *b) { return obs_order(a, b, 0); }
+static int obs_oldest_first(const void *a, const void *b) { return obs_order(a, b, 1); }
+
+struct obs_group {
+    struct vg_obs *v;
+    size_t n, cap;
+};
+
 int vg_store_obs_query(struct vg_store *st, const struct vg_obs_query *q, vg_obs_fn fn, void *ctx)
 {
+    int64_t lo = q->from_ms, hi = q->to_ms ? q->to_ms : INT64_MAX;
+    struct vg_obs cursor;
+    int have_cursor = q->cursor_id[0] != '\0';
+    if (have_cursor) {
+        memset(&cursor, 0, sizeof cursor);
+        cursor.reading.time_ms = q->cursor_ms;
+        vg_strlcpy(cursor.id, q->cursor_id, sizeof cursor.id);
+        /* Nothing on the far side of the cursor can be on this page. */
+        if (q->ascending && q->cursor_ms > lo)
+            lo = q->cursor_ms;
+        if (!q->ascending && q->cursor_ms < hi - 1)
+            hi = q->cursor_ms + 1;
+    }
+    if (lo < 0)
+        lo = 0;
+    if (hi <= lo)
+        return 0;
     sqlite3_stmt *s;
     int rc = prepare(st,
-                     "SELECT id, patient_id, device_id, code, key_id, hour, received_ms, sealed"
-                     " FROM readings WHERE patient_id = ?1 AND (?2 IS NULL OR code = ?2)"
-                     " ORDER BY hour DESC, rowid DESC LIMIT ?3",
+                     q->ascending
+                         ? "SELECT id, patient_id, device_id, code, key_id, hour, received_ms, sealed"
+                           " FROM readings WHERE patient_id = ?1 AND (?2 IS NULL OR code = ?2)"
+                           " AND hour BETWEEN ?3 AND ?4 ORDER BY hour ASC"
+                         : "SELECT id, patient_id, device_id, code, key_id, hour, received_ms, sealed"
+                           " FROM readings WHERE patient_id = ?1 AND (?2 IS NULL OR code = ?2)"
+                           " AND hour BETWEEN ?3 AND ?4 ORDER BY hour DESC",
                      &s);
     if (rc)
         return rc;
     sqlite3_bind_text(s, 1, q->patient, -1, SQLITE_STATIC);
     if (q->code)
         sqlite3_bind_text(s, 2, q->code, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, q->limit ? (int64_t)q->limit : -1);
-    int n = 0, step;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        struct vg_obs o;
-        memset(&o, 0, sizeof o);
-        vg_strlcpy(o.id, (const char *)sqlite3_column_text(s, 0), sizeof o.id);
-        vg_strlcpy(o.patient, (const char *)sqlite3_column_text(s, 1), sizeof o.patient);
-        vg_strlcpy(o.device, (const char *)sqlite3_column_text(s, 2), sizeof o.device);
-        vg_strlcpy(o.reading.code, (const char *)sqlite3_column_text(s, 3), sizeof o.reading.code);
-        o.received_ms = sqlite3_column_int64(s, 6);
-        if ((rc = obs_open(st, s, &o)) != VG_STORE_OK) {
-            sqlite3_finalize(s);
-            return rc;
+    sqlite3_bind_int64(s, 3, lo / 3600000);
+    sqlite3_bind_int64(s, 4, hi == INT64_MAX ? INT64_MAX : (hi - 1) / 3600000);
+
+    /* Rows arrive ordered by hour; within an hour they are sorted after
+     * decryption and handed out one hour-group at a time. */
+    struct obs_group g = {0};
+    int64_t group_hour = INT64_MIN;
+    int n = 0, step, stop = 0;
+    rc = VG_STORE_OK;
+    for (;;) {
+        step = sqlite3_step(s);
+        int64_t hour = step == SQLITE_ROW ? sqlite3_column_int64(s, 5) : INT64_MIN;
+        if (g.n && (step != SQLITE_ROW || hour != group_hour)) {
+            qsort(g.v, g.n, sizeof *g.v, q->ascending ? obs_oldest_first : obs_newest_first);
+            for (size_t i = 0; i < g.n && !stop; i++) {
+                n++;
+                if (fn(ctx, &g.v[i]) || (q->limit && (size_t)n >= q->limit))
+                    stop = 1;
+            }
+            sodium_memzero(g.v, g.n * sizeof *g.v);
+            g.n = 0;
         }
-        n++;
-        int stop = fn(ctx, &o);
-        sodium_memzero(&o, sizeof o);
-        if (stop)
+        if (stop || step != SQLITE_ROW)
             break;
+        group_hour = hour;
+        if (g.n == g.cap) {
+            size_t cap = g.cap ? g.cap * 2 : 64;
+            struct vg_obs *grown = realloc(g.v, cap * sizeof *grown);
+            if (!grown) {
+                rc = fail(st, VG_STORE_ERROR, "query readings: out of memory");
+                break;
+            }
+            g.v = grown;
+            g.cap = cap;
+        }
+        struct vg_obs *o = &g.v[g.n];
+        memset(o, 0, sizeof *o);
+        vg_strlcpy(o->id, (const char *)sqlite3_column_text(s, 0), sizeof o->id);
+        vg_strlcpy(o->patient, (const char *)sqlite3_column_text(s, 1), sizeof o->patient);
+        vg_strlcpy(o->device, (const char *)sqlite3_column_text(s, 2), sizeof o->device);
+        vg_strlcpy(o->reading.code, (const char *)sqlite3_column_text(s, 3), sizeof o->reading.code);
+        o->received_ms = sqlite3_column_int64(s, 6);
+        if ((rc = obs_open(st, s, o)) != VG_STORE_OK)
+            break;
+        int64_t t = o->reading.time_ms;
+        if (t < q->from_ms || (q->to_ms && t >= q->to_ms) ||
+            (have_cursor && obs_order(o, &cursor, q->ascending) <= 0)) {
+            sodium_memzero(o, sizeof *o);
+            continue;
+        }
+        g.n++;
     }
     sqlite3_finalize(s);
+    if (g.v) {
+        sodium_memzero(g.v, g.cap * sizeof *g.v);
+        free(g.v);
+    }
+    if (rc != VG_STORE_OK)
+        return rc;
     if (step != SQLITE_ROW && step != SQLITE_DONE)
         return fail(st, VG_STORE_ERROR, "query readings");
     return n;

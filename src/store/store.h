@@ -141,13 +141,22 @@ struct vg_obs {
 struct vg_obs_query {
     const char *patient; /* required */
     const char *code;    /* LOINC or NULL for all */
-    size_t limit;        /* most rows examined, newest first */
+    size_t limit;        /* most readings passed to fn (0 = all) */
+    int64_t from_ms;     /* effective time >= from_ms (0 = no bound) */
+    int64_t to_ms;       /* effective time < to_ms (0 = no bound) */
+    int ascending;       /* oldest first; default newest first */
+    /* Paging: start after this reading in the chosen order (the last one
+     * of the previous page); cursor_id "" = from the start. */
+    int64_t cursor_ms;
+    char cursor_id[VG_OBS_ID_MAX];
 };
 
 typedef int (*vg_obs_fn)(void *ctx, const struct vg_obs *obs);
 
-/* Calls fn for the patient's readings, newest first by storage order
- * (callers sort by effective time). Stops early if fn returns non-zero.
+/* Calls fn for the patient's readings matching the query, in effective-time
+ * order (ties broken by id), up to 'limit'. Stops early if fn returns
+ * non-zero. Only the hour of each reading is in the clear, so rows are read
+ * by hour through an index and ordered within the hour after decryption.
  * Returns the number of readings passed to fn (>= 0), or a negative
  * vg_store_rc — VG_STORE_INTEGRITY if any ciphertext fails to open, in which
  * case no value of that row is returned. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -54,6 +55,31 @@ static void test_time_format(void **state)
     assert_string_equal(out, "2026-11-29T10:00:00.250Z");
     vg_time_format(0, out);
     assert_string_equal(out, "1970-01-01T00:00:00.000Z");
+}
+
+/* The hand-written formatter agrees with gmtime_r on many instants,
+ * including leap days and century boundaries. */
+static void test_time_format_matches_gmtime(void **state)
+{
+    (void)state;
+    uint64_t x = 88172645463325252ULL;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int64_t ms = (int64_t)(x % 253402300799000ULL); /* up to 9999-12-31 */
+        if (i < 4)
+            ms = (int64_t[]){951782400000, 4107542400000, 946684799999, 1709164800000}[i];
+        char a[32], b[96];
+        vg_time_format(ms, a);
+        time_t t = (time_t)(ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        snprintf(b, sizeof b, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+        if (strcmp(a, b))
+            fail_msg("%lld: %s != %s", (long long)ms, a, b);
+    }
 }
 
 static void test_id_valid(void **state)
@@ -163,6 +189,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_time_parse_valid),  cmocka_unit_test(test_time_parse_invalid),
         cmocka_unit_test(test_time_format),       cmocka_unit_test(test_id_valid),
+        cmocka_unit_test(test_time_format_matches_gmtime),
         cmocka_unit_test(test_config_default_file_loads), cmocka_unit_test(test_config_overrides),
         cmocka_unit_test(test_config_rejects),    cmocka_unit_test(test_split_addr),
     };

@@ -144,7 +144,7 @@ static void test_reading_round_trip(void **state)
     char id[VG_OBS_ID_MAX];
     put(f->st, "P1", "dev1", 72.5, id);
     struct seen s = {0};
-    struct vg_obs_query q = {"P1", NULL, 0};
+    struct vg_obs_query q = {.patient = "P1"};
     assert_int_equal(vg_store_obs_query(f->st, &q, remember, &s), 1);
     assert_int_equal(s.n, 1);
     assert_string_equal(s.last.id, id);
@@ -155,7 +155,7 @@ static void test_reading_round_trip(void **state)
     assert_string_equal(s.last.device, "dev1");
     /* Another patient sees nothing. */
     struct seen none = {0};
-    struct vg_obs_query q2 = {"P2", NULL, 0};
+    struct vg_obs_query q2 = {.patient = "P2"};
     assert_int_equal(vg_store_obs_query(f->st, &q2, remember, &none), 0);
 }
 
@@ -180,8 +180,84 @@ static void test_resend_stored_once(void **state)
     assert_int_equal(vg_store_reading_put(f->st, "P1", "dev1", &r, 5, id), VG_STORE_OK);
     assert_int_equal(vg_store_commit(f->st), 0);
     struct seen s = {0};
-    struct vg_obs_query q = {"P1", NULL, 0};
+    struct vg_obs_query q = {.patient = "P1"};
     assert_int_equal(vg_store_obs_query(f->st, &q, remember, &s), 4);
+}
+
+struct ordered {
+    int n;
+    int64_t t[64];
+    char last_id[VG_OBS_ID_MAX];
+};
+
+static int record_time(void *ctx, const struct vg_obs *o)
+{
+    struct ordered *r = ctx;
+    if (r->n < 64)
+        r->t[r->n] = o->reading.time_ms;
+    r->n++;
+    snprintf(r->last_id, sizeof r->last_id, "%s", o->id);
+    return 0;
+}
+
+/* Readings over three hours, inserted out of order: queries return them
+ * in effective-time order, bounded, in both directions, and page with a
+ * cursor without losing or repeating one. */
+static void test_query_order_bounds_paging(void **state)
+{
+    struct fx *f = *state;
+    add_patient_device(f->st, "P1", "dev1");
+    const int64_t base = 1795946400000; /* 10:00Z */
+    const int64_t offs[] = {7200500, 1000, 3599999, 3600000, 0, 5400000, 1800000, 10799999};
+    assert_int_equal(vg_store_begin(f->st), 0);
+    for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+        struct vg_reading r = reading("8867-4", 60 + (double)i, "/min", base + offs[i]);
+        char id[VG_OBS_ID_MAX];
+        assert_int_equal(vg_store_reading_put(f->st, "P1", "dev1", &r, 1, id), VG_STORE_OK);
+    }
+    assert_int_equal(vg_store_commit(f->st), 0);
+
+    struct ordered r = {0};
+    struct vg_obs_query q = {.patient = "P1"};
+    assert_int_equal(vg_store_obs_query(f->st, &q, record_time, &r), 8);
+    for (int i = 1; i < 8; i++)
+        assert_true(r.t[i - 1] > r.t[i]); /* newest first */
+    assert_int_equal(r.t[0], base + 10799999);
+
+    memset(&r, 0, sizeof r);
+    q.ascending = 1;
+    assert_int_equal(vg_store_obs_query(f->st, &q, record_time, &r), 8);
+    for (int i = 1; i < 8; i++)
+        assert_true(r.t[i - 1] < r.t[i]);
+
+    /* [10:00:00.001, 11:00:00.000): excludes 10:00 exactly and 11:00. */
+    memset(&r, 0, sizeof r);
+    q.from_ms = base + 1;
+    q.to_ms = base + 3600000;
+    assert_int_equal(vg_store_obs_query(f->st, &q, record_time, &r), 3);
+    assert_int_equal(r.t[0], base + 1000);
+    assert_int_equal(r.t[2], base + 3599999);
+
+    /* Pages of 3, newest first, over everything: 3 + 3 + 2, no overlap. */
+    struct vg_obs_query p = {.patient = "P1", .limit = 3};
+    int64_t seen[8];
+    int total = 0;
+    for (int page = 0; page < 4; page++) {
+        memset(&r, 0, sizeof r);
+        int n = vg_store_obs_query(f->st, &p, record_time, &r);
+        assert_true(n >= 0 && n <= 3);
+        for (int i = 0; i < n; i++) {
+            assert_true(total < 8);
+            seen[total++] = r.t[i];
+        }
+        if (n < 3)
+            break;
+        p.cursor_ms = r.t[n - 1];
+        snprintf(p.cursor_id, sizeof p.cursor_id, "%s", r.last_id);
+    }
+    assert_int_equal(total, 8);
+    for (int i = 1; i < 8; i++)
+        assert_true(seen[i - 1] > seen[i]);
 }
 
 static void test_value_not_in_clear(void **state)
@@ -218,7 +294,7 @@ static void test_flipped_byte_is_integrity_error(void **state)
                     " CASE WHEN substr(sealed, 31, 1) = x'00' THEN x'01' ELSE x'00' END ||"
                     " substr(sealed, 32)");
     struct seen s = {0};
-    struct vg_obs_query q = {"P1", NULL, 0};
+    struct vg_obs_query q = {.patient = "P1"};
     assert_int_equal(vg_store_obs_query(f->st, &q, remember, &s), VG_STORE_INTEGRITY);
     assert_int_equal(s.n, 0);
 }
@@ -238,7 +314,7 @@ static void test_ciphertext_cannot_move_rows(void **state)
              " WHERE id = '%s'", a, b);
     exec_sql(f->st, sql);
     struct seen s = {0};
-    struct vg_obs_query q = {"P1", NULL, 0};
+    struct vg_obs_query q = {.patient = "P1"};
     assert_int_equal(vg_store_obs_query(f->st, &q, remember, &s), VG_STORE_INTEGRITY);
 }
 
@@ -254,7 +330,7 @@ static void test_row_moved_to_other_patient_fails(void **state)
     snprintf(sql, sizeof sql, "UPDATE readings SET patient_id = 'P2' WHERE id = '%s'", a);
     exec_sql(f->st, sql);
     struct seen s = {0};
-    struct vg_obs_query q = {"P2", NULL, 0};
+    struct vg_obs_query q = {.patient = "P2"};
     assert_true(vg_store_obs_query(f->st, &q, remember, &s) == VG_STORE_INTEGRITY);
 }
 
@@ -416,6 +492,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reading_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_not_in_clear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resend_stored_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_order_bounds_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_byte_is_integrity_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ciphertext_cannot_move_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_moved_to_other_patient_fails, setup, teardown),
