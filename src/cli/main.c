@@ -12,6 +12,8 @@ static const char usage[] =
     "Gateway:\n"
     "  init DIR                     create a data directory (CA, keys, database, admin token)\n"
     "  serve DIR                    run the gateway: MQTT/TLS for devices, HTTPS API\n"
+    "  backup DIR OUT               online, consistent copy of DIR (without keys/kek)\n"
+    "  restore OUT NEWDIR --kek F   a data directory again, from a backup and the KEK\n"
     "\n"
     "API clients (need -d DIR, --server/--token-file/--cacert, or `vigil login`):\n"
     "  patient add ID               register a patient\n"
@@ -58,7 +60,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"init", vg_cli_init},       {"serve", vg_cli_serve}, {"patient", vg_cli_patient},
         {"device", vg_cli_device},   {"obs", vg_cli_obs},     {"sim", vg_cli_sim},
-        {"audit", vg_cli_audit},     {"login", vg_cli_login}, {"logout", vg_cli_logout},
+        {"audit", vg_cli_audit},     {"backup", vg_cli_backup}, {"restore", vg_cli_restore},     {"login", vg_cli_login}, {"logout", vg_cli_logout},
         {"passwd", vg_cli_passwd},   {"user", vg_cli_user},   {"token", vg_cli_token},
         {"careteam", vg_cli_careteam}, {"breakglass", vg_cli_breakglass},
     };
