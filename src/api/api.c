@@ -87,6 +87,7 @@ static const char *reason_phrase(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
+    case 410: return "Gone";
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
     case 503: return "Service Unavailable";
@@ -538,6 +539,12 @@ static void get_observations(struct req *q, const struct evhttp_uri *uri)
         (void)audit_alone(q, "obs.read", target, "failure", "no such patient");
         evhttp_clear_headers(&params);
         problem(q, 404, "No such patient", NULL);
+        return;
+    }
+    if (vg_store_patient_erased(q->api->st, patient) == 1) {
+        (void)audit_alone(q, "obs.read", target, "failure", "patient erased");
+        evhttp_clear_headers(&params);
+        problem(q, 410, "Patient erased", "this patient's readings were crypto-shredded and cannot be read");
         return;
     }
     oq.patient = patient;
@@ -1494,6 +1501,61 @@ static void post_breakglass(struct req *q)
     json_decref(body); /* 'patient' points into it */
 }
 
+/* POST /api/v1/patients/{id}/erase {"reason"} — crypto-shredding — and
+ * POST /api/v1/patients/{id}/rotate-key. */
+static void patient_keys_action(struct req *q, const char *patient, const char *what)
+{
+    int erase = !strcmp(what, "erase");
+    struct vg_decision d;
+    if (authorize(q, erase ? VG_ACT_PATIENT_ERASE : VG_ACT_KEYS_ROTATE, patient, NULL, &d) != 0)
+        return;
+    const char *reason = NULL;
+    json_t *body = NULL;
+    if (erase) {
+        static const char *const allowed[] = {"reason", NULL};
+        body = read_body(q, allowed);
+        if (!body)
+            return;
+        if (opt_string(q, body, "reason", 500, &reason)) {
+            json_decref(body);
+            return;
+        }
+        if (!reason || strlen(reason) < 10 || strpbrk(reason, "\r\n")) {
+            json_decref(body);
+            problem(q, 400, "A reason is required", "say why the patient's data is erased (one line, 10 to 500 bytes)");
+            return;
+        }
+    }
+    char target[VG_ID_MAX + 16], detail[700];
+    snprintf(target, sizeof target, "patient:%s", patient);
+    int keys = 0;
+    int rc = vg_store_begin(q->api->st);
+    if (!rc)
+        rc = erase ? vg_store_patient_erase(q->api->st, patient, vg_now_ms(), &keys)
+                   : vg_store_patient_rotate_key(q->api->st, patient);
+    if (erase)
+        snprintf(detail, sizeof detail, "data keys destroyed (crypto-shredding), reason: %s", reason);
+    else
+        snprintf(detail, sizeof detail, "active data key retired; new readings get a new key");
+    rc = audited_change(q, erase ? "patient.erase" : "keys.rotate", target, detail, rc);
+    if (rc) {
+        json_decref(body);
+        answer_store_error(q, rc, "No such patient");
+        return;
+    }
+    if (erase) {
+        /* Move the pages that held the keys out of the WAL as well. */
+        int truncated = vg_store_wal_truncate(q->api->st) == VG_STORE_OK;
+        vg_log_warn("api: %s erased patient %s (%d data keys destroyed)", q->who.id, patient, keys);
+        ok(q, 200, json_pack("{s:s, s:i, s:b}", "patient", patient, "keys_destroyed", keys,
+                             "wal_truncated", truncated));
+    } else {
+        vg_log_info("api: %s rotated the data key of patient %s", q->who.id, patient);
+        ok(q, 200, json_pack("{s:s, s:b}", "patient", patient, "rotated", 1));
+    }
+    json_decref(body);
+}
+
 static void get_stats(struct req *q)
 {
     struct vg_decision d;
@@ -1598,6 +1660,23 @@ static void route(struct evhttp_request *r, void *arg)
     }
     if (!strncmp(path, team_prefix, sizeof team_prefix - 1) && cmd == EVHTTP_REQ_DELETE) {
         delete_careteam(&q, path + sizeof team_prefix - 1);
+        return;
+    }
+    static const char patient_prefix[] = "/api/v1/patients/";
+    if (!strncmp(path, patient_prefix, sizeof patient_prefix - 1) && cmd == EVHTTP_REQ_POST) {
+        const char *rest = path + sizeof patient_prefix - 1, *slash = strchr(rest, '/');
+        size_t n = slash ? (size_t)(slash - rest) : 0;
+        if (!slash || n == 0 || n > VG_ID_MAX ||
+            (strcmp(slash + 1, "erase") && strcmp(slash + 1, "rotate-key"))) {
+            problem(&q, 404, "No such route", NULL);
+            return;
+        }
+        memcpy(seg, rest, n);
+        seg[n] = '\0';
+        if (!vg_id_valid(seg))
+            problem(&q, 404, "No such patient", NULL);
+        else
+            patient_keys_action(&q, seg, slash + 1);
         return;
     }
     if (!strcmp(path, "/api/v1/breakglass") && cmd == EVHTTP_REQ_POST) {

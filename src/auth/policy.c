@@ -9,6 +9,7 @@ static const char *const action_names[VG_ACT_COUNT] = {
     [VG_ACT_DEVICE_ENROLL] = "device.enroll", [VG_ACT_DEVICE_ASSIGN] = "device.assign",
     [VG_ACT_USER_MANAGE] = "user.manage",     [VG_ACT_AUDIT_READ] = "audit.read",
     [VG_ACT_STATS_READ] = "stats.read",       [VG_ACT_DEVICE_PUBLISH] = "device.publish",
+    [VG_ACT_PATIENT_ERASE] = "patient.erase", [VG_ACT_KEYS_ROTATE] = "keys.rotate",
 };
 
 const char *vg_action_name(enum vg_action a)
@@ -31,7 +32,8 @@ static const struct {
     {"admin", VG_ACT_DEVICE_ASSIGN},  {"admin", VG_ACT_USER_MANAGE},
     {"admin", VG_ACT_STATS_READ},     {"biomed", VG_ACT_DEVICE_ENROLL},
     {"biomed", VG_ACT_DEVICE_ASSIGN}, {"biomed", VG_ACT_STATS_READ},
-    {"auditor", VG_ACT_AUDIT_READ},
+    {"auditor", VG_ACT_AUDIT_READ},   {"admin", VG_ACT_PATIENT_ERASE},
+    {"admin", VG_ACT_KEYS_ROTATE},
 };
 
 /* A deny with its reason (printf-style, checked by the compiler). */

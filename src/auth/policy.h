@@ -28,6 +28,8 @@ enum vg_action {
     VG_ACT_AUDIT_READ,     /* read, report, export, verify the audit trail */
     VG_ACT_STATS_READ,
     VG_ACT_DEVICE_PUBLISH, /* a device sending readings */
+    VG_ACT_PATIENT_ERASE,  /* crypto-shredding a patient's readings */
+    VG_ACT_KEYS_ROTATE,    /* new data keys */
     VG_ACT_COUNT
 };
 

@@ -23,6 +23,7 @@ int vg_cli_obs(int argc, char **argv);
 int vg_cli_sim(int argc, char **argv);
 int vg_cli_audit(int argc, char **argv);
 int vg_cli_backup(int argc, char **argv);
+int vg_cli_keys(int argc, char **argv);
 int vg_cli_restore(int argc, char **argv);
 /* Accounts and access (src/cli/account.c). */
 int vg_cli_login(int argc, char **argv);

@@ -272,8 +272,15 @@ int vg_cli_is_help(int argc, char **argv)
 
 /* ---- vigil patient ---- */
 
-static const char patient_help[] = "Usage: vigil patient add ID [connection options]\n"
-                                   "\nRegisters a patient with the identifier ID (1-64 of A-Z a-z 0-9 . _ -).\n\n";
+static const char patient_help[] =
+    "Usage: vigil patient add ID [connection options]\n"
+    "       vigil patient erase ID --reason \"TEXT\" [connection options]\n"
+    "\n"
+    "add    registers a patient with the identifier ID (1-64 of A-Z a-z 0-9 . _ -).\n"
+    "erase  destroys the patient's data keys (crypto-shredding, admin): every\n"
+    "       stored reading of the patient becomes unreadable at once, by anyone,\n"
+    "       for good. Device assignments and care-team membership end. The\n"
+    "       erasure is audited with the reason. There is no undo.\n\n";
 
 int vg_cli_patient(int argc, char **argv)
 {
@@ -283,24 +290,75 @@ int vg_cli_patient(int argc, char **argv)
     }
     struct vg_cli_conn c = {0};
     const char *pos[2];
-    int n = vg_cli_parse_args(argc, argv, &c, pos, 2, NULL, NULL, NULL, NULL);
-    if (n != 2 || strcmp(pos[0], "add")) {
+    static const char *const valued[] = {"--reason", NULL};
+    const char *reason = NULL;
+    int n = vg_cli_parse_args(argc, argv, &c, pos, 2, NULL, NULL, valued, &reason);
+    int add = n == 2 && !strcmp(pos[0], "add") && !reason;
+    int erase = n == 2 && !strcmp(pos[0], "erase") && reason;
+    if (!add && !erase) {
         fprintf(stderr, "%s%s", patient_help, vg_cli_conn_help);
+        return 2;
+    }
+    if (!vg_id_valid(pos[1])) {
+        fprintf(stderr, "vigil: invalid patient id\n");
         return 2;
     }
     struct vg_http_target t;
     if (vg_cli_target(&c, &t) != 0)
         return 1;
-    json_t *body = json_pack("{s:s}", "id", pos[1]);
+    json_t *body = add ? json_pack("{s:s}", "id", pos[1]) : json_pack("{s:s}", "reason", reason);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
+    char path[VG_ID_MAX + 32];
+    snprintf(path, sizeof path, "/api/v1/patients/%s/erase", pos[1]);
     struct vg_http_response resp;
-    int rc = vg_cli_call(&t, "POST", "/api/v1/patients", text, &resp, 0);
+    int rc = vg_cli_call(&t, "POST", add ? "/api/v1/patients" : path, text, &resp, 0);
     free(text);
     sodium_memzero(t.token, sizeof t.token);
     if (rc)
         return 1;
-    printf("patient %s added\n", pos[1]);
+    if (add) {
+        printf("patient %s added\n", pos[1]);
+    } else {
+        json_t *r = json_loadb(resp.body, resp.body_len, 0, NULL);
+        printf("patient %s erased: %lld data keys destroyed; their readings can no longer be read\n",
+               pos[1], (long long)json_integer_value(json_object_get(r, "keys_destroyed")));
+        json_decref(r);
+    }
+    vg_http_response_free(&resp);
+    return 0;
+}
+
+static const char keys_help[] =
+    "Usage: vigil keys rotate-patient ID [connection options]\n"
+    "\n"
+    "Retires patient ID's data key (admin): readings from now on are sealed\n"
+    "under a new key; earlier readings stay readable under theirs.\n\n";
+
+int vg_cli_keys(int argc, char **argv)
+{
+    if (vg_cli_is_help(argc, argv)) {
+        printf("%s%s", keys_help, vg_cli_conn_help);
+        return 0;
+    }
+    struct vg_cli_conn c = {0};
+    const char *pos[2];
+    int n = vg_cli_parse_args(argc, argv, &c, pos, 2, NULL, NULL, NULL, NULL);
+    if (n != 2 || strcmp(pos[0], "rotate-patient") || !vg_id_valid(pos[1])) {
+        fprintf(stderr, "%s%s", keys_help, vg_cli_conn_help);
+        return 2;
+    }
+    struct vg_http_target t;
+    if (vg_cli_target(&c, &t) != 0)
+        return 1;
+    char path[VG_ID_MAX + 40];
+    snprintf(path, sizeof path, "/api/v1/patients/%s/rotate-key", pos[1]);
+    struct vg_http_response resp;
+    int rc = vg_cli_call(&t, "POST", path, NULL, &resp, 0);
+    sodium_memzero(t.token, sizeof t.token);
+    if (rc)
+        return 1;
+    printf("patient %s: new readings will be sealed under a new data key\n", pos[1]);
     vg_http_response_free(&resp);
     return 0;
 }

@@ -17,6 +17,8 @@ static const char usage[] =
     "\n"
     "API clients (need -d DIR, --server/--token-file/--cacert, or `vigil login`):\n"
     "  patient add ID               register a patient\n"
+    "  patient erase ID --reason R  crypto-shred a patient's readings (admin)\n"
+    "  keys rotate-patient ID       a new data key for a patient's new readings\n"
     "  device enroll ID --out DIR   enroll a device; writes its certificate and key\n"
     "  device assign ID PATIENT     attach a device to a patient from now on\n"
     "  obs list PATIENT [--json]    show a patient's stored readings\n"
@@ -60,7 +62,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"init", vg_cli_init},       {"serve", vg_cli_serve}, {"patient", vg_cli_patient},
         {"device", vg_cli_device},   {"obs", vg_cli_obs},     {"sim", vg_cli_sim},
-        {"audit", vg_cli_audit},     {"backup", vg_cli_backup}, {"restore", vg_cli_restore},     {"login", vg_cli_login}, {"logout", vg_cli_logout},
+        {"audit", vg_cli_audit},     {"backup", vg_cli_backup}, {"keys", vg_cli_keys}, {"restore", vg_cli_restore},     {"login", vg_cli_login}, {"logout", vg_cli_logout},
         {"passwd", vg_cli_passwd},   {"user", vg_cli_user},   {"token", vg_cli_token},
         {"careteam", vg_cli_careteam}, {"breakglass", vg_cli_breakglass},
     };

@@ -119,6 +119,9 @@ static const char *const migrations[] = {
      * guessed reading to someone holding only the database. */
     "ALTER TABLE readings ADD COLUMN dedup BLOB;"
     "CREATE UNIQUE INDEX readings_dedup ON readings(dedup);",
+    /* 5: crypto-shredding leaves the patient's id (for the audit trail) and
+     * the time of erasure; the data keys are gone. */
+    "ALTER TABLE patients ADD COLUMN erased_ms INTEGER;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -979,4 +982,67 @@ int vg_store_open_secret(struct vg_store *st, const char *purpose, const uint8_t
     return vg_aead_open(st->kek, (const uint8_t *)purpose, strlen(purpose), in, len, out, out_len) == 0
                ? VG_STORE_OK
                : VG_STORE_INTEGRITY;
+}
+
+/* ---- key rotation and crypto-shredding ---- */
+
+int vg_store_patient_erased(struct vg_store *st, const char *patient)
+{
+    sqlite3_stmt *s;
+    if (prepare(st, "SELECT erased_ms IS NOT NULL FROM patients WHERE id = ?", &s))
+        return VG_STORE_ERROR;
+    sqlite3_bind_text(s, 1, patient, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static void forget_patient_keys(struct vg_store *st, const char *patient)
+{
+    for (size_t i = 0; i < DEK_CACHE; i++)
+        if (st->deks[i].key_id && !strcmp(st->deks[i].patient, patient))
+            sodium_memzero(&st->deks[i], sizeof st->deks[i]);
+}
+
+int vg_store_patient_rotate_key(struct vg_store *st, const char *patient)
+{
+    int rc = vg_store_patient_exists(st, patient);
+    if (rc)
+        return rc;
+    forget_patient_keys(st, patient);
+    return run(st, "UPDATE patient_keys SET state = 'retired' WHERE patient_id = ? AND state = 'active'",
+               "rotate data key", 1, patient);
+}
+
+int vg_store_patient_erase(struct vg_store *st, const char *patient, int64_t now_ms, int *keys)
+{
+    int rc = vg_store_patient_exists(st, patient);
+    if (rc)
+        return rc;
+    char ms[24];
+    snprintf(ms, sizeof ms, "%" PRId64, now_ms);
+    forget_patient_keys(st, patient);
+    /* secure_delete is on, so the deleted key rows are overwritten with
+     * zeros in the database file, not just unlinked. */
+    rc = run(st, "DELETE FROM patient_keys WHERE patient_id = ?", "erase data keys", 1, patient);
+    if (rc)
+        return rc;
+    *keys = sqlite3_changes(st->db);
+    rc = run(st, "UPDATE assignments SET end_ms = CAST(? AS INTEGER) WHERE patient_id = ? AND end_ms IS NULL",
+             "end assignments", 2, ms, patient);
+    if (!rc)
+        rc = run(st, "UPDATE careteam SET end_ms = CAST(? AS INTEGER) WHERE patient_id = ?"
+                     " AND (end_ms IS NULL OR end_ms > CAST(? AS INTEGER))",
+                 "end care team", 3, ms, patient, ms);
+    if (!rc)
+        rc = run(st, "UPDATE patients SET erased_ms = CAST(? AS INTEGER) WHERE id = ?", "mark erased",
+                 2, ms, patient);
+    return rc;
+}
+
+int vg_store_wal_truncate(struct vg_store *st)
+{
+    int log = 0, ckpt = 0;
+    int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &ckpt);
+    return rc == SQLITE_OK ? VG_STORE_OK : VG_STORE_ERROR;
 }

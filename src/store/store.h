@@ -163,6 +163,26 @@ typedef int (*vg_obs_fn)(void *ctx, const struct vg_obs *obs);
 int vg_store_obs_query(struct vg_store *st, const struct vg_obs_query *q, vg_obs_fn fn,
                        void *ctx) VG_WARN_UNUSED;
 
+/* Key rotation and crypto-shredding (inside the caller's transaction). */
+
+/* Retires the patient's active data key: new readings get a new key; old
+ * readings stay readable under theirs. */
+int vg_store_patient_rotate_key(struct vg_store *st, const char *patient) VG_WARN_UNUSED;
+
+/* Destroys every data key of the patient (their readings can never be
+ * opened again, by anyone), ends the patient's device assignments and care
+ * team, and marks the patient erased. *keys = data keys destroyed. */
+int vg_store_patient_erase(struct vg_store *st, const char *patient, int64_t now_ms, int *keys)
+    VG_WARN_UNUSED;
+
+/* 1 if the patient was erased, else 0. */
+int vg_store_patient_erased(struct vg_store *st, const char *patient);
+
+/* After a commit: copies the WAL into the database and truncates it, so
+ * pages that held erased keys leave the WAL file too. Fails (harmlessly)
+ * while another connection is reading. */
+int vg_store_wal_truncate(struct vg_store *st) VG_WARN_UNUSED;
+
 /* Seals a small secret (a TOTP seed) under the KEK, bound to 'purpose'
  * (e.g. "vigil/totp/v1|alice") as associated data. 'out' needs len +
  * VG_AEAD_OVERHEAD bytes. vg_store_open_secret reverses it

@@ -260,6 +260,45 @@ static void test_query_order_bounds_paging(void **state)
         assert_true(seen[i - 1] > seen[i]);
 }
 
+/* Crypto-shredding: once the patient's data keys are destroyed, their
+ * ciphertexts cannot be opened (and nothing else is touched). */
+static void test_erase_makes_readings_unreadable(void **state)
+{
+    struct fx *f = *state;
+    add_patient_device(f->st, "P1", "dev1");
+    add_patient_device(f->st, "P2", "dev2");
+    char id[VG_OBS_ID_MAX];
+    put(f->st, "P1", "dev1", 70, id);
+    assert_int_equal(vg_store_begin(f->st), 0);
+    assert_int_equal(vg_store_patient_rotate_key(f->st, "P1"), VG_STORE_OK);
+    assert_int_equal(vg_store_commit(f->st), 0);
+    put(f->st, "P1", "dev1", 71, id);
+    put(f->st, "P2", "dev2", 72, id);
+    struct seen s = {0};
+    struct vg_obs_query q = {.patient = "P1"};
+    assert_int_equal(vg_store_obs_query(f->st, &q, remember, &s), 2); /* both keys work */
+    int keys = 0;
+    assert_int_equal(vg_store_begin(f->st), 0);
+    assert_int_equal(vg_store_patient_erase(f->st, "P1", 5000, &keys), VG_STORE_OK);
+    assert_int_equal(vg_store_commit(f->st), 0);
+    assert_int_equal(keys, 2);
+    assert_int_equal(vg_store_patient_erased(f->st, "P1"), 1);
+    assert_int_equal(vg_store_patient_erased(f->st, "P2"), 0);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(vg_store_obs_query(f->st, &q, remember, &s), VG_STORE_INTEGRITY);
+    assert_int_equal(s.n, 0);
+    /* A fresh handle (no cached keys) cannot open them either. */
+    struct vg_store *other;
+    char err[256];
+    assert_int_equal(vg_store_open(f->db, f->kek, &other, err, sizeof err), VG_STORE_OK);
+    assert_int_equal(vg_store_obs_query(other, &q, remember, &s), VG_STORE_INTEGRITY);
+    struct vg_obs_query q2 = {.patient = "P2"};
+    assert_int_equal(vg_store_obs_query(other, &q2, remember, &s), 1);
+    vg_store_close(other);
+    char p[VG_ID_MAX + 1];
+    assert_int_equal(vg_store_device_patient(f->st, "dev1", 6000, p), VG_STORE_NOT_FOUND);
+}
+
 static void test_value_not_in_clear(void **state)
 {
     struct fx *f = *state;
@@ -493,6 +532,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_value_not_in_clear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resend_stored_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_order_bounds_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erase_makes_readings_unreadable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_byte_is_integrity_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ciphertext_cannot_move_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_moved_to_other_patient_fails, setup, teardown),
