@@ -231,6 +231,16 @@ static int seal_totp(struct vg_store *st, const char *id, const uint8_t secret[V
     return step_done(s);
 }
 
+/* A fresh TOTP seed for 'id', sealed and stored; its URI in 'uri'. */
+static int new_totp(struct vg_store *st, const char *id, char *uri, size_t uri_size)
+{
+    uint8_t secret[VG_TOTP_SECRET_BYTES];
+    vg_totp_secret_new(secret);
+    int rc = seal_totp(st, id, secret, uri, uri_size);
+    sodium_memzero(secret, sizeof secret);
+    return rc;
+}
+
 int vg_account_create(struct vg_store *st, const char *id, const char *kind, const char *roles,
                       const char *password, int64_t now_ms, char *totp_uri, size_t uri_size,
                       char *why, size_t why_size)
@@ -277,13 +287,7 @@ int vg_account_create(struct vg_store *st, const char *id, const char *kind, con
         return rc;
     if (totp_uri && uri_size)
         totp_uri[0] = '\0';
-    if (person) {
-        uint8_t secret[VG_TOTP_SECRET_BYTES];
-        vg_totp_secret_new(secret);
-        rc = seal_totp(st, id, secret, totp_uri, uri_size);
-        sodium_memzero(secret, sizeof secret);
-    }
-    return rc;
+    return person ? new_totp(st, id, totp_uri, uri_size) : rc;
 }
 
 int vg_account_get(struct vg_store *st, const char *id, struct vg_principal *out)
@@ -343,11 +347,7 @@ int vg_account_new_totp(struct vg_store *st, const char *id, char *totp_uri, siz
         return rc;
     if (strcmp(p.kind, "user"))
         return VG_STORE_NOT_FOUND;
-    uint8_t secret[VG_TOTP_SECRET_BYTES];
-    vg_totp_secret_new(secret);
-    rc = seal_totp(st, id, secret, totp_uri, uri_size);
-    sodium_memzero(secret, sizeof secret);
-    return rc;
+    return new_totp(st, id, totp_uri, uri_size);
 }
 
 int vg_account_set_cert(struct vg_store *st, const char *id, const char *fingerprint)
