@@ -290,9 +290,13 @@ int vg_account_create(struct vg_store *st, const char *id, const char *kind, con
     return person ? new_totp(st, id, totp_uri, uri_size) : rc;
 }
 
-int vg_account_get(struct vg_store *st, const char *id, struct vg_principal *out)
+/* One active principal's row; its enrolled certificate's fingerprint too
+ * when 'fingerprint' is given. */
+static int load_principal(struct vg_store *st, const char *id, struct vg_principal *out,
+                          char *fingerprint)
 {
-    sqlite3_stmt *s = prep(st, "SELECT id, kind, role FROM principals WHERE id = ? AND disabled = 0");
+    sqlite3_stmt *s = prep(st, "SELECT id, kind, role, coalesce(cert_fingerprint, '') FROM principals"
+                               " WHERE id = ? AND disabled = 0");
     if (!s)
         return VG_STORE_ERROR;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
@@ -302,10 +306,17 @@ int vg_account_get(struct vg_store *st, const char *id, struct vg_principal *out
         col_copy(s, 0, out->id, sizeof out->id);
         col_copy(s, 1, out->kind, sizeof out->kind);
         col_copy(s, 2, out->roles, sizeof out->roles);
+        if (fingerprint)
+            col_copy(s, 3, fingerprint, 65);
         rc = VG_STORE_OK;
     }
     sqlite3_finalize(s);
     return rc;
+}
+
+int vg_account_get(struct vg_store *st, const char *id, struct vg_principal *out)
+{
+    return load_principal(st, id, out, NULL);
 }
 
 static int update_one(struct vg_store *st, const char *sql, const char *a, const char *b)
@@ -690,24 +701,10 @@ int vg_breakglass_active(struct vg_store *st, const char *user, const char *pati
 int vg_account_get_for_cert(struct vg_store *st, const char *id, int64_t now_ms,
                             struct vg_principal *out, char fingerprint[65])
 {
-    sqlite3_stmt *s = prep(st, "SELECT id, kind, role, coalesce(cert_fingerprint, '') FROM principals"
-                               " WHERE id = ? AND disabled = 0");
-    if (!s)
-        return VG_STORE_ERROR;
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    int rc = VG_STORE_NOT_FOUND;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        memset(out, 0, sizeof *out);
-        col_copy(s, 0, out->id, sizeof out->id);
-        col_copy(s, 1, out->kind, sizeof out->kind);
-        col_copy(s, 2, out->roles, sizeof out->roles);
-        col_copy(s, 3, fingerprint, 65);
-        rc = VG_STORE_OK;
-    }
-    sqlite3_finalize(s);
+    int rc = load_principal(st, id, out, fingerprint);
     if (rc || strcmp(out->kind, "service"))
         return rc;
-    s = prep(st, "SELECT scopes, patients FROM tokens WHERE principal_id = ? AND revoked = 0"
+    sqlite3_stmt *s = prep(st, "SELECT scopes, patients FROM tokens WHERE principal_id = ? AND revoked = 0"
                  " AND kind = 'service' AND (expires_ms = 0 OR expires_ms > ?)");
     if (!s)
         return VG_STORE_ERROR;
