@@ -219,7 +219,7 @@ static int seal_totp(struct vg_store *st, const char *id, const uint8_t secret[V
     char purpose[VG_ID_MAX + 32];
     uint8_t sealed[VG_TOTP_SECRET_BYTES + VG_AEAD_OVERHEAD];
     size_t sealed_len;
-    snprintf(purpose, sizeof purpose, "vigil/totp/v1|%s", id);
+    snprintf(purpose, sizeof purpose, "%s%s", VG_STORE_TOTP_PURPOSE, id);
     if (vg_store_seal_secret(st, purpose, secret, VG_TOTP_SECRET_BYTES, sealed, &sealed_len) != 0 ||
         vg_totp_uri(secret, "vigil", id, uri, uri_size) != 0)
         return VG_STORE_ERROR;
@@ -392,7 +392,7 @@ static int load_creds(struct vg_store *st, const char *id, struct creds *c)
         c->last_step = sqlite3_column_int64(s, 5);
         char purpose[VG_ID_MAX + 32];
         size_t len = 0;
-        snprintf(purpose, sizeof purpose, "vigil/totp/v1|%s", id);
+        snprintf(purpose, sizeof purpose, "%s%s", VG_STORE_TOTP_PURPOSE, id);
         const uint8_t *sealed = sqlite3_column_blob(s, 4);
         int sealed_len = sqlite3_column_bytes(s, 4);
         c->have_totp = sealed && sealed_len == VG_TOTP_SECRET_BYTES + VG_AEAD_OVERHEAD &&

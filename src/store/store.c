@@ -1,5 +1,7 @@
 #include "store/store.h"
 
+#include "store/keyring.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <sodium.h>
@@ -24,8 +26,8 @@ struct dek_slot {
 
 struct vg_store {
     sqlite3 *db;
-    uint8_t *kek;            /* sodium_malloc'd copy */
-    uint8_t *dedup_key;      /* derived from the KEK; sodium_malloc'd */
+    struct vg_keyring *ring; /* the KEK; a reference, shared (keyring.h) */
+    uint8_t *dedup_key;      /* stored sealed under the KEK; sodium_malloc'd */
     struct dek_slot *deks;   /* sodium_malloc'd array of DEK_CACHE */
     char err[256];
 };
@@ -122,6 +124,8 @@ static const char *const migrations[] = {
     /* 5: crypto-shredding leaves the patient's id (for the audit trail) and
      * the time of erasure; the data keys are gone. */
     "ALTER TABLE patients ADD COLUMN erased_ms INTEGER;",
+    /* 6: the retention purge deletes by code and hour across patients. */
+    "CREATE INDEX readings_by_code_hour ON readings(code, hour);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -141,6 +145,8 @@ static int sqlite_rc(int rc)
         return VG_STORE_FULL;
     if (primary == SQLITE_CONSTRAINT)
         return VG_STORE_EXISTS;
+    if (primary == SQLITE_IOERR)
+        return VG_STORE_IO;
     return VG_STORE_ERROR;
 }
 
@@ -166,11 +172,9 @@ static struct vg_store *store_new(void)
     struct vg_store *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
-    st->kek = sodium_malloc(VG_KEY_BYTES);
     st->dedup_key = sodium_malloc(VG_KEY_BYTES);
     st->deks = sodium_malloc(sizeof(struct dek_slot) * DEK_CACHE);
-    if (!st->kek || !st->deks || !st->dedup_key) {
-        sodium_free(st->kek);
+    if (!st->deks || !st->dedup_key) {
         sodium_free(st->dedup_key);
         sodium_free(st->deks);
         free(st);
@@ -180,17 +184,8 @@ static struct vg_store *store_new(void)
     return st;
 }
 
-/* The deduplication key: HMAC-SHA256(KEK, purpose), so it changes with
- * nothing but the KEK and never needs storing. */
-static void derive_dedup_key(struct vg_store *st)
-{
-    static const char purpose[] = "vigil/dedup/v1";
-    crypto_auth_hmacsha256(st->dedup_key, (const uint8_t *)purpose, sizeof purpose - 1, st->kek);
-}
-
 static int open_db(struct vg_store *st, const char *path, int create)
 {
-    derive_dedup_key(st);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK)
         return fail(st, VG_STORE_ERROR, "open database");
@@ -262,7 +257,8 @@ static int meta_put(struct vg_store *st, const char *key, const uint8_t *v, size
     return step == SQLITE_DONE ? VG_STORE_OK : fail(st, sqlite_rc(step), "meta");
 }
 
-static int check_kek(struct vg_store *st)
+/* Which KEK of the keyring opened kek_check: 0 current, 1 previous. */
+static int check_kek(struct vg_store *st, int *which)
 {
     sqlite3_stmt *s;
     int rc = prepare(st, "SELECT value FROM meta WHERE key = 'kek_check'", &s);
@@ -274,11 +270,15 @@ static int check_kek(struct vg_store *st)
         size_t len = (size_t)sqlite3_column_bytes(s, 0);
         uint8_t pt[64];
         size_t pt_len;
+        int w = -1;
         if (blob && len <= sizeof pt + VG_AEAD_OVERHEAD &&
-            vg_aead_open(st->kek, (const uint8_t *)kek_check_ad, sizeof kek_check_ad - 1, blob,
-                         len, pt, &pt_len) == 0 &&
-            pt_len == sizeof kek_check_pt && !memcmp(pt, kek_check_pt, pt_len))
+            (w = vg_keyring_open(st->ring, (const uint8_t *)kek_check_ad, sizeof kek_check_ad - 1,
+                                 blob, len, pt, &pt_len)) >= 0 &&
+            pt_len == sizeof kek_check_pt && !memcmp(pt, kek_check_pt, pt_len)) {
             rc = VG_STORE_OK;
+            if (which)
+                *which = w;
+        }
     }
     sqlite3_finalize(s);
     if (rc)
@@ -286,6 +286,63 @@ static int check_kek(struct vg_store *st)
                  "the key-encryption key does not open this database "
                  "(wrong, replaced or corrupted keys/kek); refusing to continue");
     return rc;
+}
+
+/* The deduplication key (store.h, vg_store_reading_put) is a random
+ * secret kept in meta sealed under the KEK, so a KEK rotation rewraps it
+ * and the keyed hashes already stored stay valid. Databases made before
+ * it was stored used HMAC-SHA256(KEK, purpose): that value is adopted and
+ * stored the first time such a database is opened, which is what keeps
+ * their existing dedup column meaningful. */
+static const char dedup_ad[] = "vigil/dedup-key/v1";
+
+static int load_dedup_key(struct vg_store *st)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        sqlite3_stmt *s;
+        int rc = prepare(st, "SELECT value FROM meta WHERE key = 'dedup_key'", &s);
+        if (rc)
+            return rc;
+        int step = sqlite3_step(s);
+        if (step == SQLITE_ROW) {
+            size_t klen = 0;
+            int w = vg_keyring_open(st->ring, (const uint8_t *)dedup_ad, sizeof dedup_ad - 1,
+                                    sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
+                                    st->dedup_key, &klen);
+            sqlite3_finalize(s);
+            if (w < 0 || klen != VG_KEY_BYTES) {
+                snprintf(st->err, sizeof st->err, "the stored deduplication key failed its integrity check");
+                return VG_STORE_INTEGRITY;
+            }
+            return VG_STORE_OK;
+        }
+        sqlite3_finalize(s);
+        if (step != SQLITE_DONE)
+            return fail(st, sqlite_rc(step), "dedup key");
+        /* Not stored yet: adopt the derived value of older databases (a new
+         * database gets the same; it is as secret as the KEK itself). */
+        static const char purpose[] = "vigil/dedup/v1";
+        uint8_t key[VG_KEY_BYTES], sealed[VG_KEY_BYTES + VG_AEAD_OVERHEAD];
+        size_t sealed_len;
+        vg_keyring_hmac(st->ring, (const uint8_t *)purpose, sizeof purpose - 1, key);
+        rc = vg_keyring_seal(st->ring, (const uint8_t *)dedup_ad, sizeof dedup_ad - 1, key,
+                             sizeof key, sealed, &sealed_len) == 0
+                 ? VG_STORE_OK
+                 : VG_STORE_ERROR;
+        sodium_memzero(key, sizeof key);
+        if (rc)
+            return fail(st, rc, "seal dedup key");
+        /* OR IGNORE: the API's and the writer's connections may both get
+         * here first; the loop then reads whichever row won. */
+        if (prepare(st, "INSERT OR IGNORE INTO meta(key, value) VALUES ('dedup_key', ?)", &s))
+            return VG_STORE_ERROR;
+        sqlite3_bind_blob(s, 1, sealed, (int)sealed_len, SQLITE_STATIC);
+        step = sqlite3_step(s);
+        sqlite3_finalize(s);
+        if (step != SQLITE_DONE)
+            return fail(st, sqlite_rc(step), "store dedup key");
+    }
+    return fail(st, VG_STORE_ERROR, "dedup key");
 }
 
 int vg_store_create(const char *path, const uint8_t kek[VG_KEY_BYTES], char *err,
@@ -297,23 +354,28 @@ int vg_store_create(const char *path, const uint8_t kek[VG_KEY_BYTES], char *err
         return VG_STORE_EXISTS;
     }
     struct vg_store *st = store_new();
+    if (st && !(st->ring = vg_keyring_new(kek))) {
+        vg_store_close(st);
+        st = NULL;
+    }
     if (!st) {
         snprintf(err, err_size, "out of memory");
         return VG_STORE_ERROR;
     }
-    memcpy(st->kek, kek, VG_KEY_BYTES);
     int rc = open_db(st, path, 1);
     if (!rc)
         rc = migrate(st);
     if (!rc) {
         uint8_t sealed[sizeof kek_check_pt + VG_AEAD_OVERHEAD];
         size_t sealed_len;
-        if (vg_aead_seal(st->kek, (const uint8_t *)kek_check_ad, sizeof kek_check_ad - 1,
-                         kek_check_pt, sizeof kek_check_pt, sealed, &sealed_len) != 0)
+        if (vg_keyring_seal(st->ring, (const uint8_t *)kek_check_ad, sizeof kek_check_ad - 1,
+                            kek_check_pt, sizeof kek_check_pt, sealed, &sealed_len) != 0)
             rc = VG_STORE_ERROR;
         else
             rc = meta_put(st, "kek_check", sealed, sealed_len);
     }
+    if (!rc)
+        rc = load_dedup_key(st);
     if (rc)
         snprintf(err, err_size, "%s", st->err[0] ? st->err : "cannot create database");
     vg_store_close(st);
@@ -324,8 +386,8 @@ int vg_store_create(const char *path, const uint8_t kek[VG_KEY_BYTES], char *err
     return rc;
 }
 
-int vg_store_open(const char *path, const uint8_t kek[VG_KEY_BYTES], struct vg_store **out,
-                  char *err, size_t err_size)
+int vg_store_open_ring(const char *path, struct vg_keyring *ring, struct vg_store **out,
+                       int *which, char *err, size_t err_size)
 {
     *out = NULL;
     if (access(path, R_OK | W_OK) != 0) {
@@ -337,12 +399,15 @@ int vg_store_open(const char *path, const uint8_t kek[VG_KEY_BYTES], struct vg_s
         snprintf(err, err_size, "out of memory");
         return VG_STORE_ERROR;
     }
-    memcpy(st->kek, kek, VG_KEY_BYTES);
+    vg_keyring_ref(ring);
+    st->ring = ring;
     int rc = open_db(st, path, 0);
     if (!rc)
         rc = migrate(st);
     if (!rc)
-        rc = check_kek(st);
+        rc = check_kek(st, which);
+    if (!rc)
+        rc = load_dedup_key(st);
     if (rc) {
         snprintf(err, err_size, "%s", st->err);
         vg_store_close(st);
@@ -351,6 +416,22 @@ int vg_store_open(const char *path, const uint8_t kek[VG_KEY_BYTES], struct vg_s
     *out = st;
     return VG_STORE_OK;
 }
+
+int vg_store_open(const char *path, const uint8_t kek[VG_KEY_BYTES], struct vg_store **out,
+                  char *err, size_t err_size)
+{
+    *out = NULL;
+    struct vg_keyring *ring = vg_keyring_new(kek);
+    if (!ring) {
+        snprintf(err, err_size, "out of memory");
+        return VG_STORE_ERROR;
+    }
+    int rc = vg_store_open_ring(path, ring, out, NULL, err, err_size);
+    vg_keyring_unref(ring); /* the store holds its own reference */
+    return rc;
+}
+
+struct vg_keyring *vg_store_keyring(struct vg_store *st) { return st->ring; }
 
 void vg_store_close(struct vg_store *st)
 {
@@ -362,8 +443,8 @@ void vg_store_close(struct vg_store *st)
             sqlite3_finalize(s);
         sqlite3_close(st->db);
     }
-    sodium_free(st->kek); /* sodium_free wipes before freeing */
-    sodium_free(st->dedup_key);
+    vg_keyring_unref(st->ring);
+    sodium_free(st->dedup_key); /* sodium_free wipes before freeing */
     sodium_free(st->deks);
     free(st);
 }
@@ -620,7 +701,7 @@ static int dek_unwrap(struct vg_store *st, int64_t key_id, const char *patient,
     size_t ad_len, klen;
     dek_ad(ad, sizeof ad, patient, key_id, &ad_len);
     if (wlen != VG_KEY_BYTES + VG_AEAD_OVERHEAD ||
-        vg_aead_open(st->kek, (const uint8_t *)ad, ad_len, wrapped, wlen, slot->key, &klen) != 0 ||
+        vg_keyring_open(st->ring, (const uint8_t *)ad, ad_len, wrapped, wlen, slot->key, &klen) < 0 ||
         klen != VG_KEY_BYTES) {
         sodium_memzero(slot, sizeof *slot);
         snprintf(st->err, sizeof st->err, "a patient data key failed its integrity check");
@@ -684,8 +765,8 @@ static int dek_active(struct vg_store *st, const char *patient, struct dek_slot 
     size_t wlen, ad_len;
     char ad[128];
     dek_ad(ad, sizeof ad, patient, key_id, &ad_len);
-    if (vg_aead_seal(st->kek, (const uint8_t *)ad, ad_len, slot->key, VG_KEY_BYTES, wrapped,
-                     &wlen) != 0) {
+    if (vg_keyring_seal(st->ring, (const uint8_t *)ad, ad_len, slot->key, VG_KEY_BYTES, wrapped,
+                        &wlen) != 0) {
         sodium_memzero(slot, sizeof *slot);
         return fail(st, VG_STORE_ERROR, "wrap data key");
     }
@@ -971,7 +1052,8 @@ int vg_store_obs_query(struct vg_store *st, const struct vg_obs_query *q, vg_obs
 int vg_store_seal_secret(struct vg_store *st, const char *purpose, const uint8_t *pt, size_t len,
                          uint8_t *out, size_t *out_len)
 {
-    return vg_aead_seal(st->kek, (const uint8_t *)purpose, strlen(purpose), pt, len, out, out_len) == 0
+    return vg_keyring_seal(st->ring, (const uint8_t *)purpose, strlen(purpose), pt, len, out,
+                           out_len) == 0
                ? VG_STORE_OK
                : VG_STORE_ERROR;
 }
@@ -979,7 +1061,8 @@ int vg_store_seal_secret(struct vg_store *st, const char *purpose, const uint8_t
 int vg_store_open_secret(struct vg_store *st, const char *purpose, const uint8_t *in, size_t len,
                          uint8_t *out, size_t *out_len)
 {
-    return vg_aead_open(st->kek, (const uint8_t *)purpose, strlen(purpose), in, len, out, out_len) == 0
+    return vg_keyring_open(st->ring, (const uint8_t *)purpose, strlen(purpose), in, len, out,
+                           out_len) >= 0
                ? VG_STORE_OK
                : VG_STORE_INTEGRITY;
 }
@@ -1003,6 +1086,137 @@ static void forget_patient_keys(struct vg_store *st, const char *patient)
         if (st->deks[i].key_id && !strcmp(st->deks[i].patient, patient))
             sodium_memzero(&st->deks[i], sizeof st->deks[i]);
 }
+
+/* ---- KEK rotation ----
+ * Rewraps every value sealed directly under the KEK: the patients' data
+ * keys, the KEK check, the deduplication key and the TOTP seeds. Readings
+ * are sealed under data keys and are not touched, so the cost is one
+ * open+seal per key, not per reading. */
+
+/* Rewraps one value of 'table' (rowid-keyed) if it is still under the
+ * previous KEK. *done counts rewrapped values. */
+static int rewrap_one(struct vg_store *st, const char *update_sql, sqlite3_int64 rowid,
+                      const char *rowkey, const char *ad, size_t ad_len, const uint8_t *blob,
+                      size_t len, int *done)
+{
+    uint8_t pt[256], sealed[256 + VG_AEAD_OVERHEAD];
+    size_t pt_len = 0, sealed_len = 0;
+    if (len < VG_AEAD_OVERHEAD || len > sizeof pt + VG_AEAD_OVERHEAD) {
+        snprintf(st->err, sizeof st->err, "a value sealed under the KEK has an impossible length");
+        return VG_STORE_INTEGRITY;
+    }
+    int w = vg_keyring_open(st->ring, (const uint8_t *)ad, ad_len, blob, len, pt, &pt_len);
+    if (w < 0) {
+        snprintf(st->err, sizeof st->err,
+                 "a value sealed under the KEK opens with neither the old nor the new KEK; "
+                 "rotation stopped, nothing changed");
+        return VG_STORE_INTEGRITY;
+    }
+    if (w == 0)
+        return VG_STORE_OK; /* already under the new KEK */
+    int rc = vg_keyring_seal(st->ring, (const uint8_t *)ad, ad_len, pt, pt_len, sealed, &sealed_len)
+                 ? VG_STORE_ERROR
+                 : VG_STORE_OK;
+    sodium_memzero(pt, sizeof pt);
+    if (rc)
+        return fail(st, rc, "rewrap");
+    sqlite3_stmt *u;
+    if ((rc = prepare(st, update_sql, &u)))
+        return rc;
+    sqlite3_bind_blob(u, 1, sealed, (int)sealed_len, SQLITE_STATIC);
+    if (rowkey)
+        sqlite3_bind_text(u, 2, rowkey, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(u, 2, rowid);
+    int step = sqlite3_step(u);
+    sqlite3_finalize(u);
+    if (step != SQLITE_DONE)
+        return fail(st, sqlite_rc(step), "rewrap");
+    (*done)++;
+    return VG_STORE_OK;
+}
+
+static int rewrap_all(struct vg_store *st, struct vg_kek_rotation *out)
+{
+    sqlite3_stmt *s;
+    int rc = prepare(st, "SELECT key_id, patient_id, wrapped FROM patient_keys", &s);
+    if (rc)
+        return rc;
+    int step;
+    while (rc == VG_STORE_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        char ad[128];
+        size_t ad_len;
+        sqlite3_int64 key_id = sqlite3_column_int64(s, 0);
+        dek_ad(ad, sizeof ad, (const char *)sqlite3_column_text(s, 1), key_id, &ad_len);
+        rc = rewrap_one(st, "UPDATE patient_keys SET wrapped = ? WHERE key_id = ?", key_id, NULL,
+                        ad, ad_len, sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2),
+                        &out->data_keys);
+    }
+    sqlite3_finalize(s);
+    if (rc)
+        return rc;
+
+    static const struct {
+        const char *key, *ad;
+    } metas[] = {{"kek_check", kek_check_ad}, {"dedup_key", dedup_ad}};
+    for (size_t i = 0; i < sizeof metas / sizeof metas[0] && !rc; i++) {
+        if ((rc = prepare(st, "SELECT value FROM meta WHERE key = ?", &s)))
+            return rc;
+        sqlite3_bind_text(s, 1, metas[i].key, -1, SQLITE_STATIC);
+        if (sqlite3_step(s) == SQLITE_ROW)
+            rc = rewrap_one(st, "UPDATE meta SET value = ? WHERE key = ?", 0, metas[i].key,
+                            metas[i].ad, strlen(metas[i].ad), sqlite3_column_blob(s, 0),
+                            (size_t)sqlite3_column_bytes(s, 0), &out->other);
+        sqlite3_finalize(s);
+    }
+    if (rc)
+        return rc;
+
+    if ((rc = prepare(st, "SELECT rowid, id, totp_sealed FROM principals"
+                          " WHERE totp_sealed IS NOT NULL", &s)))
+        return rc;
+    while (rc == VG_STORE_OK && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        char ad[VG_ID_MAX + 32];
+        int n = snprintf(ad, sizeof ad, "%s%s", VG_STORE_TOTP_PURPOSE,
+                         (const char *)sqlite3_column_text(s, 1));
+        rc = rewrap_one(st, "UPDATE principals SET totp_sealed = ? WHERE rowid = ?",
+                        sqlite3_column_int64(s, 0), NULL, ad, (size_t)n,
+                        sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2),
+                        &out->secrets);
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int vg_store_rotate_kek(struct vg_store *st, const uint8_t next[VG_KEY_BYTES],
+                        struct vg_kek_rotation *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!sqlite3_get_autocommit(st->db)) {
+        snprintf(st->err, sizeof st->err, "KEK rotation must not run inside a transaction");
+        return VG_STORE_ERROR;
+    }
+    if (vg_keyring_rotating(st->ring)) {
+        snprintf(st->err, sizeof st->err, "a KEK rotation is already under way");
+        return VG_STORE_EXISTS;
+    }
+    /* From here every connection sharing the keyring wraps new data keys
+     * under the new KEK and still opens the old ones. */
+    vg_keyring_rotate(st->ring, next);
+    int rc = vg_store_begin(st);
+    if (!rc)
+        rc = rewrap_all(st, out);
+    if (!rc)
+        rc = vg_store_commit(st);
+    if (rc) {
+        vg_store_rollback(st);
+        vg_keyring_revert(st->ring);
+        return rc;
+    }
+    return VG_STORE_OK;
+}
+
+void vg_store_rotate_kek_done(struct vg_store *st) { vg_keyring_forget_previous(st->ring); }
 
 int vg_store_patient_rotate_key(struct vg_store *st, const char *patient)
 {

@@ -37,6 +37,8 @@ enum vg_store_rc {
                                 tampered, moved, or wrong key */
     VG_STORE_BAD_KEK = -5,   /* the KEK does not open this database */
     VG_STORE_FULL = -6,      /* disk or database full */
+    VG_STORE_IO = -7,        /* the OS reported an I/O error (write, fsync):
+                                the transaction is not durable */
     VG_STORE_DUPLICATE = 1,  /* vg_store_reading_put: this reading (same
                                 device, code and time) is already stored;
                                 not an error */
@@ -162,6 +164,41 @@ typedef int (*vg_obs_fn)(void *ctx, const struct vg_obs *obs);
  * case no value of that row is returned. */
 int vg_store_obs_query(struct vg_store *st, const struct vg_obs_query *q, vg_obs_fn fn,
                        void *ctx) VG_WARN_UNUSED;
+
+/* ---- the KEK: sharing and rotation (keyring.h) ---- */
+
+struct vg_keyring;
+
+/* Opens with a shared keyring (vg_store_open makes a private one). *which,
+ * if not NULL, says which of its keys opened the database: 0 the current,
+ * 1 the previous (a rotation committed before a crash; see serve.c). */
+int vg_store_open_ring(const char *path, struct vg_keyring *ring, struct vg_store **out,
+                       int *which, char *err, size_t err_size) VG_WARN_UNUSED;
+
+/* This connection's keyring (borrowed), to share with another connection. */
+struct vg_keyring *vg_store_keyring(struct vg_store *st);
+
+/* The purpose prefix TOTP seeds are sealed under (followed by the account
+ * id), known here so a KEK rotation can rewrap them. */
+#define VG_STORE_TOTP_PURPOSE "vigil/totp/v1|"
+
+struct vg_kek_rotation {
+    int data_keys; /* patient data keys rewrapped */
+    int secrets;   /* TOTP seeds rewrapped */
+    int other;     /* KEK check and deduplication key */
+};
+
+/* Online KEK rotation, in its own transaction (not inside the caller's):
+ * 'next' becomes the keyring's current KEK — every connection sharing it
+ * wraps new data keys under it at once — and every value sealed under the
+ * old KEK is rewrapped; readings are not rewritten. On failure nothing
+ * changes and the keyring is reverted. The caller must have made 'next'
+ * durable before (it is needed to open what this commits), and calls
+ * vg_store_rotate_kek_done once the old KEK file is replaced, which wipes
+ * the old KEK from memory. */
+int vg_store_rotate_kek(struct vg_store *st, const uint8_t next[VG_KEY_BYTES],
+                        struct vg_kek_rotation *out) VG_WARN_UNUSED;
+void vg_store_rotate_kek_done(struct vg_store *st);
 
 /* Key rotation and crypto-shredding (inside the caller's transaction). */
 

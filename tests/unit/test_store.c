@@ -14,6 +14,7 @@
 
 #include "audit/audit.h"
 #include "crypto/crypto.h"
+#include "store/keyring.h"
 #include "store/store.h"
 
 struct fx {
@@ -522,6 +523,186 @@ static void test_audit_detects_forged_insert(void **state)
     assert_int_equal(bad, 6);
 }
 
+
+/* ---- KEK rotation ---- */
+
+static void put_secret(struct vg_store *st, const char *account, const char *secret)
+{
+    char purpose[64];
+    snprintf(purpose, sizeof purpose, "%s%s", VG_STORE_TOTP_PURPOSE, account);
+    uint8_t sealed[64 + VG_AEAD_OVERHEAD];
+    size_t len;
+    assert_int_equal(vg_store_seal_secret(st, purpose, (const uint8_t *)secret, strlen(secret),
+                                          sealed, &len),
+                     VG_STORE_OK);
+    assert_int_equal(vg_store_begin(st), 0);
+    assert_int_equal(vg_store_principal_add(st, account, "clinician", 1), VG_STORE_OK);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(vg_store_db(st),
+                                        "UPDATE principals SET totp_sealed = ? WHERE id = ?", -1,
+                                        &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_blob(s, 1, sealed, (int)len, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, account, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    assert_int_equal(vg_store_commit(st), 0);
+}
+
+static int secret_opens(struct vg_store *st, const char *account, const char *expect)
+{
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(vg_store_db(st),
+                                        "SELECT totp_sealed FROM principals WHERE id = ?", -1, &s,
+                                        NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(s, 1, account, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    char purpose[64];
+    snprintf(purpose, sizeof purpose, "%s%s", VG_STORE_TOTP_PURPOSE, account);
+    uint8_t pt[64];
+    size_t len = 0;
+    int rc = vg_store_open_secret(st, purpose, sqlite3_column_blob(s, 0),
+                                  (size_t)sqlite3_column_bytes(s, 0), pt, &len);
+    sqlite3_finalize(s);
+    return rc == VG_STORE_OK && len == strlen(expect) && !memcmp(pt, expect, len);
+}
+
+static int count_obs(struct vg_store *st, const char *patient)
+{
+    struct seen s = {0};
+    struct vg_obs_query q = {.patient = patient};
+    return vg_store_obs_query(st, &q, remember, &s);
+}
+
+static void test_rotate_kek_online(void **state)
+{
+    struct fx *f = *state;
+    char err[256], id[VG_OBS_ID_MAX];
+    /* A second connection sharing the keyring, as the writer does. */
+    struct vg_store *writer = NULL;
+    assert_int_equal(vg_store_open_ring(f->db, vg_store_keyring(f->st), &writer, NULL, err,
+                                        sizeof err),
+                     VG_STORE_OK);
+    add_patient_device(writer, "P1", "dev1");
+    add_patient_device(writer, "P2", "dev2");
+    put(writer, "P1", "dev1", 70, id);
+    put(writer, "P2", "dev2", 71, id);
+    assert_int_equal(vg_store_begin(writer), 0);
+    assert_int_equal(vg_store_patient_rotate_key(writer, "P1"), VG_STORE_OK);
+    assert_int_equal(vg_store_commit(writer), 0);
+    put(writer, "P1", "dev1", 72, id); /* under P1's second data key */
+    put_secret(f->st, "alice", "JBSWY3DPEHPK3PXP");
+    struct vg_reading r = reading("59408-5", 97, "%", 1795000000000);
+    assert_int_equal(vg_store_begin(writer), 0);
+    assert_int_equal(vg_store_reading_put(writer, "P1", "dev1", &r, 1, id), VG_STORE_OK);
+    assert_int_equal(vg_store_commit(writer), 0);
+
+    uint8_t next[VG_KEY_BYTES];
+    vg_random(next, sizeof next);
+    struct vg_kek_rotation rot;
+    assert_int_equal(vg_store_rotate_kek(f->st, next, &rot), VG_STORE_OK);
+    assert_int_equal(rot.data_keys, 3);
+    assert_int_equal(rot.secrets, 1);
+    assert_int_equal(rot.other, 2);
+    /* Still rotating until the caller says the new KEK file is in place. */
+    assert_true(vg_keyring_rotating(vg_store_keyring(f->st)));
+    vg_store_rotate_kek_done(f->st);
+    assert_false(vg_keyring_rotating(vg_store_keyring(f->st)));
+
+    /* Both connections go on: new patient, new data key under the new KEK. */
+    add_patient_device(writer, "P3", "dev3");
+    put(writer, "P3", "dev3", 73, id);
+    vg_store_close(writer);
+    vg_store_close(f->st);
+    f->st = NULL;
+
+    /* The old KEK no longer opens the database. */
+    assert_int_equal(vg_store_open(f->db, f->kek, &f->st, err, sizeof err), VG_STORE_BAD_KEK);
+    /* The new one opens everything: readings, secrets, and resends are
+     * still recognised (the deduplication key survived the rotation). */
+    memcpy(f->kek, next, sizeof next);
+    assert_int_equal(vg_store_open(f->db, f->kek, &f->st, err, sizeof err), VG_STORE_OK);
+    assert_int_equal(count_obs(f->st, "P1"), 3);
+    assert_int_equal(count_obs(f->st, "P2"), 1);
+    assert_int_equal(count_obs(f->st, "P3"), 1);
+    assert_true(secret_opens(f->st, "alice", "JBSWY3DPEHPK3PXP"));
+    r.value = 98;
+    assert_int_equal(vg_store_begin(f->st), 0);
+    int dup = vg_store_reading_put(f->st, "P1", "dev1", &r, 1, id);
+    vg_store_rollback(f->st);
+    assert_int_equal(dup, VG_STORE_DUPLICATE);
+    /* Nothing was rewrapped twice: a second rotation from here is clean. */
+    uint8_t third[VG_KEY_BYTES];
+    vg_random(third, sizeof third);
+    assert_int_equal(vg_store_rotate_kek(f->st, third, &rot), VG_STORE_OK);
+    assert_int_equal(rot.data_keys, 4);
+    vg_store_rotate_kek_done(f->st);
+    memcpy(f->kek, third, sizeof third);
+}
+
+static void test_rotate_kek_refuses_tampered_key(void **state)
+{
+    struct fx *f = *state;
+    char id[VG_OBS_ID_MAX], err[256];
+    add_patient_device(f->st, "P1", "dev1");
+    add_patient_device(f->st, "P2", "dev2");
+    put(f->st, "P1", "dev1", 70, id);
+    put(f->st, "P2", "dev2", 71, id);
+    exec_sql(f->st, "UPDATE patient_keys SET wrapped = randomblob(72) WHERE patient_id = 'P2'");
+    uint8_t next[VG_KEY_BYTES];
+    vg_random(next, sizeof next);
+    struct vg_kek_rotation rot;
+    assert_int_equal(vg_store_rotate_kek(f->st, next, &rot), VG_STORE_INTEGRITY);
+    assert_non_null(strstr(vg_store_errmsg(f->st), "neither"));
+    /* Nothing changed: the keyring is back on the old KEK, which still
+     * opens the database and P1's readings; the new one opens nothing. */
+    assert_false(vg_keyring_rotating(vg_store_keyring(f->st)));
+    assert_int_equal(count_obs(f->st, "P1"), 1);
+    struct vg_store *st = NULL;
+    assert_int_equal(vg_store_open(f->db, next, &st, err, sizeof err), VG_STORE_BAD_KEK);
+    vg_store_close(f->st);
+    assert_int_equal(vg_store_open(f->db, f->kek, &f->st, err, sizeof err), VG_STORE_OK);
+    assert_int_equal(count_obs(f->st, "P1"), 1);
+}
+
+static void test_open_after_committed_rotation(void **state)
+{
+    /* A crash after the rotation committed but before the new KEK file
+     * replaced the old: serve loads both; the store says which one opened
+     * the database so serve can finish the job. */
+    struct fx *f = *state;
+    char err[256], id[VG_OBS_ID_MAX];
+    add_patient_device(f->st, "P1", "dev1");
+    put(f->st, "P1", "dev1", 70, id);
+    uint8_t next[VG_KEY_BYTES];
+    vg_random(next, sizeof next);
+    struct vg_kek_rotation rot;
+    assert_int_equal(vg_store_rotate_kek(f->st, next, &rot), VG_STORE_OK);
+    vg_store_close(f->st);
+    f->st = NULL;
+
+    struct vg_keyring *ring = vg_keyring_new(f->kek); /* the old file */
+    vg_keyring_rotate(ring, next);                      /* the staged one */
+    int which = -1;
+    assert_int_equal(vg_store_open_ring(f->db, ring, &f->st, &which, err, sizeof err), VG_STORE_OK);
+    assert_int_equal(which, 0);
+    vg_store_close(f->st);
+    vg_keyring_unref(ring);
+
+    /* The other way round (rotation never committed): previous opens it. */
+    uint8_t never[VG_KEY_BYTES];
+    vg_random(never, sizeof never);
+    ring = vg_keyring_new(next);
+    vg_keyring_rotate(ring, never);
+    which = -1;
+    assert_int_equal(vg_store_open_ring(f->db, ring, &f->st, &which, err, sizeof err), VG_STORE_OK);
+    assert_int_equal(which, 1);
+    vg_keyring_unref(ring);
+    assert_int_equal(count_obs(f->st, "P1"), 1);
+    memcpy(f->kek, next, sizeof next);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -545,6 +726,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_detects_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_detects_swap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_detects_forged_insert, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_kek_online, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_kek_refuses_tampered_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_after_committed_rotation, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
