@@ -115,6 +115,11 @@ const struct vg_vital *vg_vital_lookup(const char *code, size_t len)
     return NULL;
 }
 
+const struct vg_vital *vg_vital_at(size_t i)
+{
+    return i < VG_COUNT(vg_vitals) ? &vg_vitals[i] : NULL;
+}
+
 /* Index of 'unit' in v->units, or -1 when the code does not allow it. */
 static int vital_unit_index(const struct vg_vital *v, const char *unit)
 {

@@ -42,6 +42,9 @@ struct vg_vital {
 /* Looks a LOINC code up; NULL when it is not in the table. 'len' bytes. */
 const struct vg_vital *vg_vital_lookup(const char *code, size_t len);
 
+/* The table's i-th row, or NULL past its end (for walking every code). */
+const struct vg_vital *vg_vital_at(size_t i);
+
 /* Every reading that is refused carries one of these. The names are stable
  * wire strings (sent to the device on its rejects topic, stored in audit). */
 enum vg_reject {
