@@ -126,6 +126,44 @@ static const char *const migrations[] = {
     "ALTER TABLE patients ADD COLUMN erased_ms INTEGER;",
     /* 6: the retention purge deletes by code and hour across patients. */
     "CREATE INDEX readings_by_code_hour ON readings(code, hour);",
+    /* 7: fleet posture — the device inventory (what the device reports on
+     * vigil/v1/d/{id}/info or an administrator records, and what vigil
+     * observes of its sessions), imported CSAF advisories, security
+     * training completions, finding suppressions, behaviour alarms and
+     * quarantine. */
+    "ALTER TABLE devices ADD COLUMN manufacturer TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN model TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN serial TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN firmware TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN class TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN location TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN info_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN cert_not_before_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN key_type TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN key_bits INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN last_seen_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE devices ADD COLUMN last_source TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN last_tls TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN last_cipher TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE devices ADD COLUMN quarantine_reason TEXT;"
+    "ALTER TABLE devices ADD COLUMN quarantined_ms INTEGER;"
+    "CREATE TABLE advisories ("
+    "  id TEXT PRIMARY KEY, title TEXT NOT NULL, version TEXT NOT NULL,"
+    "  released TEXT NOT NULL, sha256 TEXT NOT NULL, doc BLOB NOT NULL,"
+    "  imported_ms INTEGER NOT NULL, imported_by TEXT NOT NULL);"
+    "CREATE TABLE training ("
+    "  id INTEGER PRIMARY KEY, user_id TEXT NOT NULL REFERENCES principals(id),"
+    "  course TEXT NOT NULL, completed_ms INTEGER NOT NULL,"
+    "  recorded_by TEXT NOT NULL, recorded_ms INTEGER NOT NULL);"
+    "CREATE INDEX training_by_user ON training(user_id, course, completed_ms);"
+    "CREATE TABLE suppressions ("
+    "  finding_key TEXT PRIMARY KEY, reason TEXT NOT NULL, expires_ms INTEGER NOT NULL,"
+    "  created_by TEXT NOT NULL, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE alarms ("
+    "  id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, rule TEXT NOT NULL,"
+    "  metric TEXT NOT NULL, value REAL NOT NULL, threshold REAL NOT NULL,"
+    "  mitigation TEXT NOT NULL, raised_ms INTEGER NOT NULL, cleared_ms INTEGER);"
+    "CREATE INDEX alarms_open ON alarms(cleared_ms, device_id);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
