@@ -25,6 +25,7 @@
 #include "crypto/ca.h"
 #include "crypto/crypto.h"
 #include "net/tls.h"
+#include "store/fleet.h"
 
 struct vg_api {
     struct event_base *base;
@@ -308,6 +309,10 @@ static void post_device(struct req *q)
     int rc = vg_store_begin(st);
     if (!rc)
         rc = vg_store_device_add(st, &dev);
+    /* vg_ca_issue_client makes a P-256 key (crypto/ca.h); the inventory
+     * records it for the fleet audit's key-strength check. */
+    if (!rc)
+        rc = vg_fleet_device_key(st, id, "EC P-256", 256, dev.enrolled_ms);
     if (!rc)
         rc = audit_now(q, "device.enroll", target, "success", detail);
     if (!rc)
@@ -1556,6 +1561,215 @@ static void patient_keys_action(struct req *q, const char *patient, const char *
     json_decref(body);
 }
 
+
+/* ---- the device inventory (fleet posture) ---- */
+
+static json_t *inventory_json(const struct vg_device_inventory *d)
+{
+    char t[32];
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", d->id, "status",
+                          d->status, "manufacturer", d->manufacturer, "model", d->model, "serial",
+                          d->serial, "firmware", d->firmware, "class", d->device_class, "location",
+                          d->location, "patient", d->patient);
+    json_t *cred = json_pack("{s:s, s:s, s:s, s:i}", "kind", "x509", "serial", d->cert_serial,
+                             "key_type", d->key_type[0] ? d->key_type : "unknown", "key_bits",
+                             d->key_bits);
+    vg_time_format(d->cert_not_after_ms, t);
+    json_object_set_new(cred, "not_after", json_string(t));
+    if (d->cert_not_before_ms) {
+        vg_time_format(d->cert_not_before_ms, t);
+        json_object_set_new(cred, "not_before", json_string(t));
+    }
+    json_object_set_new(o, "credential", cred);
+    vg_time_format(d->enrolled_ms, t);
+    json_object_set_new(o, "enrolled", json_string(t));
+    if (d->last_seen_ms) {
+        json_t *ls = json_pack("{s:s, s:s, s:s}", "source", d->last_source, "tls", d->last_tls,
+                               "cipher", d->last_cipher);
+        vg_time_format(d->last_seen_ms, t);
+        json_object_set_new(ls, "time", json_string(t));
+        json_object_set_new(o, "last_seen", ls);
+    } else {
+        json_object_set_new(o, "last_seen", json_null());
+    }
+    if (d->quarantined) {
+        vg_time_format(d->quarantined_ms, t);
+        json_object_set_new(o, "quarantine",
+                            json_pack("{s:s, s:s}", "since", t, "reason", d->quarantine_reason));
+    } else {
+        json_object_set_new(o, "quarantine", json_null());
+    }
+    return o;
+}
+
+static int inventory_append(void *ctx, const struct vg_device_inventory *d)
+{
+    json_array_append_new(ctx, inventory_json(d));
+    return 0;
+}
+
+static void get_devices(struct req *q)
+{
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_POSTURE_READ, NULL, NULL, &d) != 0)
+        return;
+    json_t *arr = json_array();
+    int n = vg_fleet_device_list(q->api->st, vg_now_ms(), inventory_append, arr);
+    char detail[64];
+    snprintf(detail, sizeof detail, "device inventory, %d devices", n < 0 ? 0 : n);
+    if (n < 0 || audit_alone(q, "posture.read", "devices", "success", detail) != 0) {
+        json_decref(arr);
+        problem(q, 503, "Store unavailable", NULL);
+        return;
+    }
+    ok(q, 200, json_pack("{s:o}", "devices", arr));
+}
+
+static void get_device(struct req *q, const char *id)
+{
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_POSTURE_READ, NULL, id, &d) != 0)
+        return;
+    struct vg_device_inventory inv;
+    int rc = vg_fleet_device_get(q->api->st, id, vg_now_ms(), &inv);
+    char target[VG_ID_MAX + 16];
+    snprintf(target, sizeof target, "device:%s", id);
+    if (rc == VG_STORE_OK && audit_alone(q, "posture.read", target, "success", "device inventory") != 0)
+        rc = VG_STORE_ERROR;
+    if (rc) {
+        answer_store_error(q, rc, "No such device");
+        return;
+    }
+    ok(q, 200, inventory_json(&inv));
+}
+
+/* A fleet text member: absent, or 1..95 printable bytes. */
+static int fleet_text(struct req *q, json_t *body, const char *name, const char **out)
+{
+    if (opt_string(q, body, name, VG_FLEET_TEXT - 1, out))
+        return -1;
+    if (!*out)
+        return 0;
+    int bad = !**out;
+    for (const char *c = *out; *c && !bad; c++)
+        bad = (unsigned char)*c < 0x20 || *c == 0x7f;
+    if (bad) {
+        char det[96];
+        snprintf(det, sizeof det, "'%s' must be 1 to %d printable bytes", name, VG_FLEET_TEXT - 1);
+        problem(q, 400, "Invalid member", det);
+        return -1;
+    }
+    return 0;
+}
+
+/* PATCH /api/v1/devices/{id}: what an administrator or biomedical engineer
+ * records about a device (location above all; the rest when the device
+ * cannot report it itself). */
+static void patch_device(struct req *q, const char *id)
+{
+    static const char *const allowed[] = {"manufacturer", "model", "serial", "firmware", "class",
+                                          "location", NULL};
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_POSTURE_MANAGE, NULL, id, &d) != 0)
+        return;
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    struct vg_device_info_update u = {0};
+    if (fleet_text(q, body, "manufacturer", &u.manufacturer) ||
+        fleet_text(q, body, "model", &u.model) || fleet_text(q, body, "serial", &u.serial) ||
+        fleet_text(q, body, "firmware", &u.firmware) ||
+        fleet_text(q, body, "class", &u.device_class) ||
+        fleet_text(q, body, "location", &u.location)) {
+        json_decref(body);
+        return;
+    }
+    if (u.device_class && !vg_fleet_class_lookup(u.device_class)) {
+        json_decref(body);
+        problem(q, 400, "Unknown device class",
+                "one of pulse-oximeter, bp-cuff, infusion-pump, monitor, thermometer, scale, "
+                "glucometer, ecg, other");
+        return;
+    }
+    char target[VG_ID_MAX + 16], detail[128];
+    snprintf(target, sizeof target, "device:%s", id);
+    snprintf(detail, sizeof detail, "inventory updated (%zu fields)", json_object_size(body));
+    int rc = vg_store_begin(q->api->st);
+    if (!rc)
+        rc = vg_fleet_device_describe(q->api->st, id, &u, vg_now_ms());
+    rc = audited_change(q, "device.describe", target, detail, rc);
+    json_decref(body);
+    if (rc) {
+        answer_store_error(q, rc, "No such device");
+        return;
+    }
+    get_device(q, id);
+}
+
+/* POST /api/v1/devices/{id}/quarantine|release|revoke {"reason"}: each
+ * needs a reason, is audited with it, and takes effect on a live session
+ * at once (quarantine and revocation close it). */
+static void device_action(struct req *q, const char *id, const char *what)
+{
+    static const char *const allowed[] = {"reason", NULL};
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_POSTURE_MANAGE, NULL, id, &d) != 0)
+        return;
+    json_t *body = read_body(q, allowed);
+    if (!body)
+        return;
+    const char *reason = NULL;
+    if (opt_string(q, body, "reason", 180, &reason)) {
+        json_decref(body);
+        return;
+    }
+    if (!reason || strlen(reason) < 10 || strpbrk(reason, "\r\n")) {
+        json_decref(body);
+        problem(q, 400, "A reason is required", "say why (one line, 10 to 180 bytes)");
+        return;
+    }
+    int64_t now = vg_now_ms();
+    char target[VG_ID_MAX + 16], detail[256], action[32];
+    snprintf(target, sizeof target, "device:%s", id);
+    snprintf(action, sizeof action, "device.%s", what);
+    snprintf(detail, sizeof detail, "reason: %s", reason);
+    int rc = vg_store_begin(q->api->st);
+    if (!rc)
+        rc = !strcmp(what, "quarantine") ? vg_fleet_quarantine(q->api->st, id, reason, now)
+             : !strcmp(what, "release")  ? vg_fleet_release(q->api->st, id)
+                                         : vg_fleet_revoke(q->api->st, id);
+    rc = audited_change(q, action, target, detail, rc);
+    json_decref(body);
+    if (rc) {
+        answer_store_error(q, rc, "No such device");
+        return;
+    }
+    if (strcmp(what, "release") != 0) {
+        int closed = vg_broker_disconnect_device(
+            q->api->broker, id, !strcmp(what, "quarantine") ? "quarantined" : "revoked");
+        vg_log_warn("api: %s %s device %s (%d session%s closed)", q->who.id,
+                    !strcmp(what, "quarantine") ? "quarantined" : "revoked", id, closed,
+                    closed == 1 ? "" : "s");
+    } else {
+        vg_log_info("api: %s released device %s from quarantine", q->who.id, id);
+    }
+    get_device(q, id);
+}
+
+/* "{id}/quarantine" (or release, revoke) -> id and verb; 1 if it is one. */
+static int device_action_path(const char *rest, char id[VG_ID_MAX + 1], char verb[16])
+{
+    const char *slash = strchr(rest, '/');
+    if (!slash || (size_t)(slash - rest) > VG_ID_MAX)
+        return 0;
+    if (strcmp(slash + 1, "quarantine") && strcmp(slash + 1, "release") && strcmp(slash + 1, "revoke"))
+        return 0;
+    memcpy(id, rest, (size_t)(slash - rest));
+    id[slash - rest] = '\0';
+    vg_strlcpy(verb, slash + 1, 16);
+    return vg_id_valid(id);
+}
+
 static void get_stats(struct req *q)
 {
     struct vg_decision d;
@@ -1686,6 +1900,7 @@ static void route(struct evhttp_request *r, void *arg)
 
     static const char dev_prefix[] = "/api/v1/devices/";
     size_t dlen = sizeof dev_prefix - 1;
+    char action_id[VG_ID_MAX + 1], action_verb[16];
     if (!strcmp(path, "/api/v1/patients")) {
         if (cmd == EVHTTP_REQ_POST)
             post_patient(&q);
@@ -1694,6 +1909,20 @@ static void route(struct evhttp_request *r, void *arg)
     } else if (!strcmp(path, "/api/v1/devices")) {
         if (cmd == EVHTTP_REQ_POST)
             post_device(&q);
+        else if (cmd == EVHTTP_REQ_GET)
+            get_devices(&q);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+    } else if (!strncmp(path, dev_prefix, dlen) && vg_id_valid(path + dlen)) {
+        if (cmd == EVHTTP_REQ_GET)
+            get_device(&q, path + dlen);
+        else if (cmd == EVHTTP_REQ_PATCH)
+            patch_device(&q, path + dlen);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+    } else if (!strncmp(path, dev_prefix, dlen) && device_action_path(path + dlen, action_id, action_verb)) {
+        if (cmd == EVHTTP_REQ_POST)
+            device_action(&q, action_id, action_verb);
         else
             problem(&q, 405, "Method not allowed", NULL);
     } else if (!strncmp(path, dev_prefix, dlen) && strlen(path) > dlen + 8 &&
@@ -1786,7 +2015,7 @@ struct vg_api *vg_api_new(struct event_base *base, SSL_CTX *tls, const struct vg
     evhttp_set_max_headers_size(api->http, 16384);
     evhttp_set_timeout(api->http, 30);
     evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                              EVHTTP_REQ_DELETE);
+                                              EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
     return api;
 }
 

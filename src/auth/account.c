@@ -10,8 +10,8 @@
 #include "auth/password.h"
 #include "auth/totp.h"
 
-static const char *const known_roles[] = {"admin", "clinician", "nurse", "biomed",
-                                          "auditor", "integration", NULL};
+static const char *const known_roles[] = {"admin",   "clinician",   "nurse",    "biomed",
+                                          "auditor", "integration", "security", NULL};
 
 int vg_word_in(const char *set, const char *word)
 {

@@ -10,6 +10,8 @@ static const char *const action_names[VG_ACT_COUNT] = {
     [VG_ACT_USER_MANAGE] = "user.manage",     [VG_ACT_AUDIT_READ] = "audit.read",
     [VG_ACT_STATS_READ] = "stats.read",       [VG_ACT_DEVICE_PUBLISH] = "device.publish",
     [VG_ACT_PATIENT_ERASE] = "patient.erase", [VG_ACT_KEYS_ROTATE] = "keys.rotate",
+    [VG_ACT_POSTURE_READ] = "posture.read",   [VG_ACT_POSTURE_MANAGE] = "posture.manage",
+    [VG_ACT_ALERTS_SUBSCRIBE] = "alerts.subscribe",
 };
 
 const char *vg_action_name(enum vg_action a)
@@ -34,6 +36,14 @@ static const struct {
     {"biomed", VG_ACT_DEVICE_ASSIGN}, {"biomed", VG_ACT_STATS_READ},
     {"auditor", VG_ACT_AUDIT_READ},   {"admin", VG_ACT_PATIENT_ERASE},
     {"admin", VG_ACT_KEYS_ROTATE},
+    /* Fleet posture: the security team and biomedical engineering read it
+     * and act on it; auditors read it (the compliance report is evidence). */
+    {"admin", VG_ACT_POSTURE_READ},   {"security", VG_ACT_POSTURE_READ},
+    {"biomed", VG_ACT_POSTURE_READ},  {"auditor", VG_ACT_POSTURE_READ},
+    {"admin", VG_ACT_POSTURE_MANAGE}, {"security", VG_ACT_POSTURE_MANAGE},
+    {"biomed", VG_ACT_POSTURE_MANAGE},
+    {"admin", VG_ACT_ALERTS_SUBSCRIBE}, {"security", VG_ACT_ALERTS_SUBSCRIBE},
+    {"biomed", VG_ACT_ALERTS_SUBSCRIBE},
 };
 
 /* A deny with its reason (printf-style, checked by the compiler). */

@@ -29,7 +29,11 @@ enum vg_action {
     VG_ACT_STATS_READ,
     VG_ACT_DEVICE_PUBLISH, /* a device sending readings */
     VG_ACT_PATIENT_ERASE,  /* crypto-shredding a patient's readings */
-    VG_ACT_KEYS_ROTATE,    /* new data keys */
+    VG_ACT_KEYS_ROTATE,    /* new data keys, KEK rotation */
+    VG_ACT_POSTURE_READ,   /* inventory, findings, alarms, compliance report */
+    VG_ACT_POSTURE_MANAGE, /* advisories, suppressions, quarantine, release,
+                              revocation, device descriptions, training */
+    VG_ACT_ALERTS_SUBSCRIBE, /* receive security alerts live (MQTT) */
     VG_ACT_COUNT
 };
 

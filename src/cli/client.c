@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "cli/cli.h"
+#include "store/fleet.h"
 #include "core/config.h"
 #include "ingest/reading.h"
 
@@ -368,11 +369,25 @@ int vg_cli_keys(int argc, char **argv)
 static const char device_help[] =
     "Usage: vigil device enroll ID --out DIR [connection options]\n"
     "       vigil device assign ID PATIENT [connection options]\n"
+    "       vigil device list [--json] [connection options]\n"
+    "       vigil device show ID [connection options]\n"
+    "       vigil device set ID [--location L] [--class C] [--manufacturer M]\n"
+    "                       [--model M] [--serial S] [--firmware F] [connection options]\n"
+    "       vigil device quarantine|release|revoke ID --reason TEXT [connection options]\n"
+    "       vigil device classes\n"
     "\n"
-    "enroll  issues a client certificate for device ID from vigil's CA and\n"
-    "        writes DIR/ID.pem, DIR/ID.key (0600) and DIR/ca.pem. vigil keeps\n"
-    "        no copy of the private key.\n"
-    "assign  attributes the device's readings to PATIENT from now on.\n\n";
+    "enroll      issues a client certificate for device ID from vigil's CA and\n"
+    "            writes DIR/ID.pem, DIR/ID.key (0600) and DIR/ca.pem. vigil keeps\n"
+    "            no copy of the private key.\n"
+    "assign      attributes the device's readings to PATIENT from now on.\n"
+    "list, show  the inventory: maker, model, firmware, class, location, patient,\n"
+    "            credential and its expiry, last seen, source, TLS of the last\n"
+    "            session, quarantine. Devices report maker, model, serial,\n"
+    "            firmware and class themselves on vigil/v1/d/{id}/info.\n"
+    "set         records inventory fields (location above all).\n"
+    "quarantine  closes the device's session and refuses it until released;\n"
+    "            its readings are kept. revoke refuses its certificate for good.\n"
+    "            Each needs a reason (10-180 bytes) and is audited.\n\n";
 
 int vg_cli_write_file(const char *dir, const char *name, const char *text, mode_t mode)
 {
@@ -447,19 +462,128 @@ int vg_cli_device_enroll(const struct vg_http_target *t, const char *id, const c
     return rc;
 }
 
+static void print_device_line(json_t *d)
+{
+    json_t *ls = json_object_get(d, "last_seen");
+    json_t *cred = json_object_get(d, "credential");
+    printf("%-20s %-8s %-16s %-12s %-10s %-14s %-20s %-20s %s\n",
+           json_string_value(json_object_get(d, "id")),
+           json_is_object(json_object_get(d, "quarantine"))
+               ? "QUARANT"
+               : json_string_value(json_object_get(d, "status")),
+           json_string_value(json_object_get(d, "class")),
+           json_string_value(json_object_get(d, "model")),
+           json_string_value(json_object_get(d, "firmware")),
+           json_string_value(json_object_get(d, "patient")),
+           json_string_value(json_object_get(cred, "not_after")),
+           json_is_object(ls) ? json_string_value(json_object_get(ls, "time")) : "never",
+           json_string_value(json_object_get(d, "location")));
+}
+
+static int device_inventory(const struct vg_http_target *t, const char *id, int as_json)
+{
+    char path[VG_ID_MAX + 32];
+    snprintf(path, sizeof path, id ? "/api/v1/devices/%s" : "/api/v1/devices", id ? id : "");
+    struct vg_http_response resp;
+    if (vg_cli_call(t, "GET", path, NULL, &resp, 0))
+        return -1;
+    json_t *r = json_loadb(resp.body, resp.body_len, 0, NULL);
+    vg_http_response_free(&resp);
+    if (!r) {
+        fprintf(stderr, "vigil: the server's answer is not JSON\n");
+        return -1;
+    }
+    if (as_json || id) {
+        char *text = json_dumps(r, JSON_INDENT(2));
+        printf("%s\n", text ? text : "");
+        free(text);
+    } else {
+        printf("%-20s %-8s %-16s %-12s %-10s %-14s %-20s %-20s %s\n", "DEVICE", "STATUS", "CLASS",
+               "MODEL", "FIRMWARE", "PATIENT", "CERT EXPIRES", "LAST SEEN", "LOCATION");
+        size_t i;
+        json_t *d;
+        json_array_foreach(json_object_get(r, "devices"), i, d) print_device_line(d);
+    }
+    json_decref(r);
+    return 0;
+}
+
+static int device_post(const struct vg_http_target *t, const char *method, const char *id,
+                       const char *verb, json_t *body)
+{
+    char path[VG_ID_MAX + 48];
+    snprintf(path, sizeof path, "/api/v1/devices/%s%s%s", id, verb ? "/" : "", verb ? verb : "");
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    struct vg_http_response resp;
+    int rc = vg_cli_call(t, method, path, text, &resp, 0);
+    free(text);
+    if (rc == 0)
+        vg_http_response_free(&resp);
+    return rc;
+}
+
 int vg_cli_device(int argc, char **argv)
 {
     if (vg_cli_is_help(argc, argv)) {
         printf("%s%s", device_help, vg_cli_conn_help);
         return 0;
     }
+    if (argc >= 2 && !strcmp(argv[1], "classes")) {
+        const struct vg_device_class *k;
+        for (size_t i = 0; (k = vg_fleet_class_at(i)); i++)
+            printf("%-16s %-22s expected to report at least every %d s\n", k->name, k->display,
+                   k->expected_interval_s);
+        return 0;
+    }
     struct vg_cli_conn c = {0};
     const char *pos[3];
-    static const char *const valued[] = {"--out", NULL};
-    const char *values[1] = {NULL};
-    int n = vg_cli_parse_args(argc, argv, &c, pos, 3, NULL, NULL, valued, values);
+    static const char *const valued[] = {"--out",   "--reason", "--location", "--class",
+                                         "--manufacturer", "--model", "--serial", "--firmware",
+                                         NULL};
+    static const char *const flags[] = {"--json", NULL};
+    const char *values[8] = {NULL};
+    int flag_set[1] = {0};
+    int n = vg_cli_parse_args(argc, argv, &c, pos, 3, flags, flag_set, valued, values);
     int enroll = n == 2 && !strcmp(pos[0], "enroll") && values[0];
     int assign = n == 3 && !strcmp(pos[0], "assign");
+    int list = n == 1 && !strcmp(pos[0], "list");
+    int show = n == 2 && !strcmp(pos[0], "show");
+    int set = n == 2 && !strcmp(pos[0], "set");
+    int act = n == 2 && values[1] &&
+              (!strcmp(pos[0], "quarantine") || !strcmp(pos[0], "release") ||
+               !strcmp(pos[0], "revoke"));
+    if (list || show || set || act) {
+        struct vg_http_target t;
+        if (vg_cli_target(&c, &t) != 0)
+            return 1;
+        int rc;
+        if (list || show) {
+            rc = device_inventory(&t, show ? pos[1] : NULL, flag_set[0]);
+        } else if (set) {
+            static const char *const names[] = {"location", "class", "manufacturer", "model",
+                                                "serial", "firmware"};
+            json_t *body = json_object();
+            for (int i = 0; i < 6; i++)
+                if (values[2 + i])
+                    json_object_set_new(body, names[i], json_string(values[2 + i]));
+            if (json_object_size(body) == 0) {
+                json_decref(body);
+                fprintf(stderr, "vigil device set: name at least one field to set\n");
+                sodium_memzero(t.token, sizeof t.token);
+                return 2;
+            }
+            rc = device_post(&t, "PATCH", pos[1], NULL, body);
+            if (rc == 0)
+                printf("device %s updated\n", pos[1]);
+        } else {
+            rc = device_post(&t, "POST", pos[1], pos[0], json_pack("{s:s}", "reason", values[1]));
+            if (rc == 0)
+                printf("device %s: %s done (audited)\n", pos[1], pos[0]);
+        }
+        sodium_memzero(t.token, sizeof t.token);
+        return rc ? 1 : 0;
+    }
     if (!enroll && !assign) {
         fprintf(stderr, "%s%s", device_help, vg_cli_conn_help);
         return 2;

@@ -234,8 +234,12 @@ int vg_cli_serve(int argc, char **argv)
     snprintf(p3, sizeof p3, "%s/audit", dir);
     mkdir(p3, 0700);
     snprintf(p3, sizeof p3, "%s/audit/checkpoints.log", dir);
-    struct vg_writer_opts wopts = {(size_t)cfg.batch_max, audit_sk, cfg.checkpoint_records,
-                                   cfg.checkpoint_seconds, p3, cfg.checkpoint_syslog};
+    struct vg_writer_opts wopts = {.batch_max = (size_t)cfg.batch_max,
+                                   .audit_sk = audit_sk,
+                                   .cp_records = cfg.checkpoint_records,
+                                   .cp_seconds = cfg.checkpoint_seconds,
+                                   .cp_log_path = p3,
+                                   .cp_syslog = cfg.checkpoint_syslog};
     struct vg_writer *writer =
         vg_writer_start(path, kek, &wopts, notify_trampoline, &s, err, sizeof err);
     sodium_free(kek);

@@ -23,6 +23,8 @@
 #include "auth/policy.h"
 #include "crypto/ca.h"
 #include "net/tls.h"
+#include "audit/audit.h"
+#include "store/fleet.h"
 
 #define CONN_BUCKETS 4096
 
@@ -37,7 +39,11 @@ struct conn {
     char device[VG_ID_MAX + 1];
     char obs_topic[VG_ID_MAX + 32];
     char rejects_topic[VG_ID_MAX + 32];
+    char info_topic[VG_ID_MAX + 32];
     int sub_rejects;
+    /* For the inventory: when the session began and its TLS parameters. */
+    int64_t connected_ms;
+    char tls_version[16], cipher[64];
     /* A principal (person or application) receiving live data, rather than
      * a device: who it is, and the patients it subscribed to with when each
      * was last decided (decisions are re-checked at most a minute old, so a
@@ -68,7 +74,25 @@ struct vg_broker {
     size_t nconns;
     int draining;
     struct vg_broker_stats stats;
+    /* Device sightings for the inventory, written in one transaction every
+     * few seconds rather than one fsync per connect on the loop. */
+    struct seen_rec *seen;
+    size_t nseen;
+    struct event *seen_ev;
+    unsigned seen_ticks;
+    int seen_failing;
 };
+
+struct seen_rec {
+    char device[VG_ID_MAX + 1];
+    int64_t ms;
+    char source[64], tls[16], cipher[64];
+};
+
+#define SEEN_MAX 4096
+#define SEEN_FLUSH_S 5
+/* Connected devices are refreshed every SEEN_FLUSH_S * SEEN_CONNECTED_EVERY s. */
+#define SEEN_CONNECTED_EVERY 6
 
 /* ---- connection table ---- */
 
@@ -89,9 +113,13 @@ static void conn_unlink(struct conn *c)
         *pp = c->hnext;
 }
 
+static void seen_note(struct vg_broker *b, const struct conn *c, int64_t ms);
+
 static void conn_free(struct conn *c)
 {
     struct vg_broker *b = c->b;
+    if (c->connected_ms && !c->is_principal)
+        seen_note(b, c, vg_now_ms());
     conn_unlink(c);
     b->nconns--;
     b->stats.connections_open = b->nconns;
@@ -144,6 +172,68 @@ static void audit(struct vg_broker *b, struct conn *c, const char *action, const
                   const char *detail, uint16_t answer_packet, enum vg_reject notice)
 {
     audit_target(b, c, action, NULL, outcome, detail, answer_packet, notice);
+}
+
+/* ---- the inventory's sightings ---- */
+
+static int seen_write(struct vg_broker *b, const struct seen_rec *r)
+{
+    int rc = vg_fleet_device_seen(b->reader, r->device, r->ms, r->source, r->tls, r->cipher);
+    return rc == VG_STORE_NOT_FOUND ? VG_STORE_OK : rc; /* deleted meanwhile: nothing to do */
+}
+
+static void seen_flush(struct vg_broker *b, int connected_too)
+{
+    if (!b->nseen && !connected_too)
+        return;
+    int64_t now = vg_now_ms();
+    int rc = vg_store_begin(b->reader);
+    for (size_t i = 0; i < b->nseen && !rc; i++)
+        rc = seen_write(b, &b->seen[i]);
+    for (size_t i = 0; i < CONN_BUCKETS && connected_too && !rc; i++)
+        for (struct conn *c = b->conns[i]; c && !rc; c = c->hnext) {
+            if (c->is_principal || c->state != CONNECTED)
+                continue;
+            struct seen_rec r = {.ms = now};
+            vg_strlcpy(r.device, c->device, sizeof r.device);
+            vg_strlcpy(r.source, c->peer, sizeof r.source);
+            vg_strlcpy(r.tls, c->tls_version, sizeof r.tls);
+            vg_strlcpy(r.cipher, c->cipher, sizeof r.cipher);
+            rc = seen_write(b, &r);
+        }
+    if (!rc)
+        rc = vg_store_commit(b->reader);
+    if (rc) {
+        vg_store_rollback(b->reader);
+        /* Last-seen times are bookkeeping, not readings: they are dropped
+         * rather than queued without bound while the store fails. */
+        if (!b->seen_failing)
+            vg_log_warn("mqtt: cannot record device sightings: %s", vg_store_errmsg(b->reader));
+        b->seen_failing = 1;
+    } else {
+        b->seen_failing = 0;
+    }
+    b->nseen = 0;
+}
+
+static void seen_note(struct vg_broker *b, const struct conn *c, int64_t ms)
+{
+    if (b->nseen == SEEN_MAX)
+        seen_flush(b, 0);
+    struct seen_rec *r = &b->seen[b->nseen++];
+    vg_strlcpy(r->device, c->device, sizeof r->device);
+    r->ms = ms;
+    vg_strlcpy(r->source, c->peer, sizeof r->source);
+    vg_strlcpy(r->tls, c->tls_version, sizeof r->tls);
+    vg_strlcpy(r->cipher, c->cipher, sizeof r->cipher);
+}
+
+static void seen_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vg_broker *b = arg;
+    seen_flush(b, ++b->seen_ticks % SEEN_CONNECTED_EVERY == 0);
 }
 
 /* ---- output ---- */
@@ -474,8 +564,15 @@ static void handle_connect(struct conn *c, const struct vg_mqtt_connect *m)
                        "certificate is not the one this device was enrolled with");
         return;
     }
+    int quarantined = vg_fleet_quarantined(c->b->reader, cn);
+    if (quarantined != 0) {
+        refuse_connect(c, quarantined > 0 ? VG_CONNACK_NOT_AUTHORIZED : VG_CONNACK_UNAVAILABLE,
+                       quarantined > 0 ? "device is quarantined" : "device registry unavailable");
+        return;
+    }
     snprintf(c->obs_topic, sizeof c->obs_topic, "vigil/v1/d/%s/obs", cn);
     snprintf(c->rejects_topic, sizeof c->rejects_topic, "vigil/v1/d/%s/rejects", cn);
+    snprintf(c->info_topic, sizeof c->info_topic, "vigil/v1/d/%s/info", cn);
     takeover(c->b, c);
     c->state = CONNECTED;
     set_keepalive(c, m->keepalive);
@@ -483,10 +580,103 @@ static void handle_connect(struct conn *c, const struct vg_mqtt_connect *m)
     uint8_t out[4];
     send_bytes(c, out, vg_mqtt_encode_connack(out, sizeof out, 0, VG_CONNACK_ACCEPTED));
     const char *cipher = SSL_get_cipher_name(ssl);
+    vg_strlcpy(c->tls_version, SSL_get_version(ssl), sizeof c->tls_version);
+    vg_strlcpy(c->cipher, cipher ? cipher : "", sizeof c->cipher);
+    c->connected_ms = vg_now_ms();
+    seen_note(c->b, c, c->connected_ms);
     char detail[128];
-    snprintf(detail, sizeof detail, "%s %s", SSL_get_version(ssl), cipher ? cipher : "");
+    snprintf(detail, sizeof detail, "%s %s", c->tls_version, c->cipher);
     vg_log_info("mqtt: %s connected from %s (%s)", cn, c->peer, detail);
     audit(c->b, c, "mqtt.connect", "success", detail, 0, VG_REJECT_NONE);
+}
+
+/* A device describing itself on vigil/v1/d/{id}/info (usually retained):
+ * {"manufacturer":..., "model":..., "serial":..., "firmware":..., "class":...}.
+ * Stored with its audit record in one transaction on the loop's handle (a
+ * rare message), acknowledged after the commit. Location and patient are
+ * not the device's to say: administrators set those. */
+static int info_field(json_t *v, const char **out, char *why, size_t why_size, const char *key)
+{
+    const char *s = json_string_value(v);
+    size_t len = s ? strlen(s) : 0;
+    if (!s || len == 0 || len >= VG_FLEET_TEXT) {
+        snprintf(why, why_size, "'%s' must be a string of 1 to %d bytes", key, VG_FLEET_TEXT - 1);
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            snprintf(why, why_size, "'%s' contains a control character", key);
+            return -1;
+        }
+    *out = s;
+    return 0;
+}
+
+static void handle_info(struct conn *c, const struct vg_mqtt_publish *p)
+{
+    struct vg_broker *b = c->b;
+    char why[160] = "";
+    struct vg_device_info_update u = {0};
+    json_error_t e;
+    json_t *o = p->payload.len <= 4096
+                    ? json_loadb((const char *)p->payload.p, p->payload.len,
+                                 JSON_REJECT_DUPLICATES, &e)
+                    : NULL;
+    if (!json_is_object(o) || json_object_size(o) == 0) {
+        snprintf(why, sizeof why, "the info payload must be a non-empty JSON object of at most 4096 bytes");
+    } else {
+        const char *key;
+        json_t *v;
+        json_object_foreach(o, key, v) {
+            const char **slot = !strcmp(key, "manufacturer") ? &u.manufacturer
+                                : !strcmp(key, "model")      ? &u.model
+                                : !strcmp(key, "serial")     ? &u.serial
+                                : !strcmp(key, "firmware")   ? &u.firmware
+                                : !strcmp(key, "class")      ? &u.device_class
+                                                             : NULL;
+            if (!slot) {
+                snprintf(why, sizeof why,
+                         "unknown member (allowed: manufacturer, model, serial, firmware, class)");
+                break;
+            }
+            if (info_field(v, slot, why, sizeof why, key) != 0)
+                break;
+        }
+        if (!why[0] && u.device_class && !vg_fleet_class_lookup(u.device_class))
+            snprintf(why, sizeof why, "unknown device class (see `vigil device classes`)");
+    }
+    if (why[0]) {
+        json_decref(o);
+        b->stats.publishes_refused++;
+        vg_log_warn("mqtt: %s sent an invalid info message; refused", c->device);
+        audit(b, c, "device.info", "refused", why, p->qos ? p->packet_id : 0, VG_REJECT_MALFORMED);
+        return;
+    }
+    char detail[192];
+    snprintf(detail, sizeof detail, "%s%s%s%s", u.model ? "model " : "", u.model ? u.model : "",
+             u.firmware ? " firmware " : "", u.firmware ? u.firmware : "");
+    char actor[VG_ID_MAX + 8], target[VG_ID_MAX + 8];
+    snprintf(actor, sizeof actor, "device:%s", c->device);
+    snprintf(target, sizeof target, "device:%s", c->device);
+    struct vg_audit_event ev = {0, actor, "device.info", target, "success", detail, c->peer};
+    int rc = vg_store_begin(b->reader);
+    if (!rc)
+        rc = vg_fleet_device_describe(b->reader, c->device, &u, vg_now_ms());
+    if (!rc)
+        rc = vg_audit_append(b->reader, &ev);
+    if (!rc)
+        rc = vg_store_commit(b->reader);
+    json_decref(o);
+    if (rc) {
+        vg_store_rollback(b->reader);
+        vg_log_error("mqtt: cannot store %s's info: %s", c->device, vg_store_errmsg(b->reader));
+        return; /* not acknowledged: the device resends */
+    }
+    vg_log_info("mqtt: %s described itself (%s)", c->device, detail);
+    if (p->qos == 1) {
+        uint8_t ack[4];
+        send_bytes(c, ack, vg_mqtt_encode_puback(ack, sizeof ack, p->packet_id));
+    }
 }
 
 static void handle_publish(struct conn *c, const struct vg_mqtt_publish *p)
@@ -497,6 +687,11 @@ static void handle_publish(struct conn *c, const struct vg_mqtt_publish *p)
         /* QoS 2 arrives with the full broker (issue 7); closing is the only
          * refusal MQTT 3.1.1 has for it. */
         protocol_error(c, "QoS 2 is not supported");
+        return;
+    }
+    if (!c->is_principal && p->topic.len == strlen(c->info_topic) &&
+        !memcmp(p->topic.p, c->info_topic, p->topic.len)) {
+        handle_info(c, p);
         return;
     }
     /* The decision point sees which device's topic this is; only the
@@ -854,7 +1049,15 @@ struct vg_broker *vg_broker_new(struct event_base *base, SSL_CTX *tls,
     b->writer = writer;
     b->reader = reader;
     b->done_ev = event_new(base, -1, 0, done_cb, b);
-    if (!b->done_ev) {
+    b->seen = calloc(SEEN_MAX, sizeof *b->seen);
+    b->seen_ev = event_new(base, -1, EV_PERSIST, seen_timer_cb, b);
+    struct timeval every = {SEEN_FLUSH_S, 0};
+    if (!b->done_ev || !b->seen || !b->seen_ev || event_add(b->seen_ev, &every) != 0) {
+        if (b->done_ev)
+            event_free(b->done_ev);
+        if (b->seen_ev)
+            event_free(b->seen_ev);
+        free(b->seen);
         free(b);
         return NULL;
     }
@@ -920,6 +1123,21 @@ int vg_broker_idle(struct vg_broker *b)
 
 void vg_broker_stats(const struct vg_broker *b, struct vg_broker_stats *out) { *out = b->stats; }
 
+int vg_broker_disconnect_device(struct vg_broker *b, const char *id, const char *why)
+{
+    int n = 0;
+    for (size_t i = 0; i < CONN_BUCKETS; i++)
+        for (struct conn *c = b->conns[i]; c; c = c->hnext)
+            if (!c->is_principal && c->state == CONNECTED && !strcmp(c->device, id)) {
+                char detail[64];
+                snprintf(detail, sizeof detail, "session closed: device %s", why);
+                audit(b, c, "mqtt.disconnect", "success", detail, 0, VG_REJECT_NONE);
+                conn_close(c);
+                n++;
+            }
+    return n;
+}
+
 void vg_broker_free(struct vg_broker *b)
 {
     if (!b)
@@ -927,8 +1145,11 @@ void vg_broker_free(struct vg_broker *b)
     for (size_t i = 0; i < CONN_BUCKETS; i++)
         while (b->conns[i])
             conn_free(b->conns[i]);
+    seen_flush(b, 0);
     if (b->listener)
         evconnlistener_free(b->listener);
     event_free(b->done_ev);
+    event_free(b->seen_ev);
+    free(b->seen);
     free(b);
 }

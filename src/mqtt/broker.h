@@ -59,6 +59,10 @@ int vg_broker_idle(struct vg_broker *b);
 
 void vg_broker_stats(const struct vg_broker *b, struct vg_broker_stats *out);
 
+/* Closes the live session(s) of device 'id' at once (after quarantine or
+ * revocation), auditing each with 'why'. Returns how many were closed. */
+int vg_broker_disconnect_device(struct vg_broker *b, const char *id, const char *why);
+
 /* Closes every connection and frees the broker. */
 void vg_broker_free(struct vg_broker *b);
 
