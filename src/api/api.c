@@ -1,5 +1,6 @@
 #include "api/api.h"
 
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,8 @@
 #include "crypto/crypto.h"
 #include "net/tls.h"
 #include "store/fleet.h"
+#include "crypto/kek.h"
+#include "store/keyring.h"
 
 struct vg_api {
     struct event_base *base;
@@ -39,6 +42,8 @@ struct vg_api {
     char *ca_pem; /* handed out with every enrollment */
     char audit_pub[PATH_MAX], checkpoint_log[PATH_MAX];
     char observer[256]; /* this gateway's name in exported audit events */
+    struct vg_kek_source kek_src;
+    int has_kek_src;
 };
 
 /* What one request carries through its handler. */
@@ -1270,9 +1275,10 @@ static void post_token(struct req *q)
     }
     for (const char *p = scopes; *p;) {
         size_t n = strcspn(p, " ");
-        if (!((n == 8 && !strncmp(p, "obs.read", 8)) || (n == 13 && !strncmp(p, "obs.subscribe", 13)))) {
+        if (!((n == 8 && !strncmp(p, "obs.read", 8)) || (n == 13 && !strncmp(p, "obs.subscribe", 13)) ||
+              (n == 10 && !strncmp(p, "stats.read", 10)))) {
             json_decref(body);
-            problem(q, 400, "Invalid member", "scopes are obs.read and obs.subscribe");
+            problem(q, 400, "Invalid member", "scopes are obs.read, obs.subscribe and stats.read");
             return;
         }
         p += n;
@@ -1770,6 +1776,184 @@ static int device_action_path(const char *rest, char id[VG_ID_MAX + 1], char ver
     return vg_id_valid(id);
 }
 
+
+/* GET /metrics: Prometheus text format (version 0.0.4). Counters only, no
+ * identifiers of devices or patients: safe for a monitoring system to keep. */
+static void metric(struct evbuffer *o, const char *name, const char *type, const char *help,
+                   uint64_t v)
+{
+    evbuffer_add_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type,
+                        name, v);
+}
+
+static void get_metrics(struct req *q)
+{
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_STATS_READ, NULL, NULL, &d) != 0)
+        return;
+    struct vg_broker_stats b;
+    vg_broker_stats(q->api->broker, &b);
+    struct vg_writer *w = vg_broker_writer(q->api->broker);
+    struct vg_writer_stats ws;
+    vg_writer_stats(w, &ws);
+    struct evbuffer *o = evbuffer_new();
+    metric(o, "vigil_mqtt_connections_open", "gauge", "MQTT connections open now.",
+           b.connections_open);
+    metric(o, "vigil_mqtt_connections_accepted_total", "counter", "CONNECTs accepted.",
+           b.connections_accepted);
+    metric(o, "vigil_mqtt_connections_refused_total", "counter",
+           "Connections refused at TLS or CONNECT.", b.connections_refused);
+    metric(o, "vigil_mqtt_publishes_total", "counter", "PUBLISH packets received.", b.publishes);
+    metric(o, "vigil_mqtt_publishes_refused_total", "counter",
+           "Publishes refused (topic, payload).", b.publishes_refused);
+    metric(o, "vigil_mqtt_protocol_errors_total", "counter",
+           "Connections closed for malformed input.", b.protocol_errors);
+    metric(o, "vigil_readings_stored_total", "counter", "Readings stored.", b.readings_stored);
+    metric(o, "vigil_readings_refused_total", "counter", "Readings refused by validation.",
+           b.readings_refused);
+    metric(o, "vigil_writer_queue_depth", "gauge",
+           "Readings and audit records waiting for the store writer.", vg_writer_depth(w));
+    metric(o, "vigil_writer_queue_limit", "gauge",
+           "Queue depth above which device sockets stop being read (back-pressure).",
+           (uint64_t)q->api->cfg->writer_queue_max);
+    evbuffer_add_printf(o, "# HELP vigil_writer_batches_total Group commits by outcome.\n"
+                           "# TYPE vigil_writer_batches_total counter\n"
+                           "vigil_writer_batches_total{outcome=\"committed\"} %" PRIu64 "\n"
+                           "vigil_writer_batches_total{outcome=\"disk_full\"} %" PRIu64 "\n"
+                           "vigil_writer_batches_total{outcome=\"io_error\"} %" PRIu64 "\n"
+                           "vigil_writer_batches_total{outcome=\"error\"} %" PRIu64 "\n",
+                        ws.batches_committed, ws.batches_failed_full, ws.batches_failed_io,
+                        ws.batches_failed_other);
+    metric(o, "vigil_writer_readings_committed_total", "counter",
+           "Readings made durable by the writer.", ws.readings_committed);
+    metric(o, "vigil_writer_readings_failed_total", "counter",
+           "Readings in batches that could not be committed (not acknowledged).",
+           ws.readings_failed);
+    metric(o, "vigil_writer_failing", "gauge",
+           "1 while commits fail (disk full or I/O error), else 0.", ws.failing != 0);
+    static const uint64_t bounds[VG_WRITER_LATENCY_BUCKETS] = VG_WRITER_LATENCY_BOUNDS_US;
+    evbuffer_add_printf(o, "# HELP vigil_writer_commit_seconds Group commit latency, BEGIN to "
+                           "durable COMMIT.\n# TYPE vigil_writer_commit_seconds histogram\n");
+    for (int i = 0; i < VG_WRITER_LATENCY_BUCKETS; i++)
+        evbuffer_add_printf(o, "vigil_writer_commit_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                            (double)bounds[i] / 1e6, ws.commit_le[i]);
+    evbuffer_add_printf(o,
+                        "vigil_writer_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+                        "vigil_writer_commit_seconds_sum %.6f\n"
+                        "vigil_writer_commit_seconds_count %" PRIu64 "\n",
+                        ws.commit_count, (double)ws.commit_sum_us / 1e6, ws.commit_count);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(q->r);
+    evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_send_reply(q->r, 200, "OK", o);
+    evbuffer_free(o);
+}
+
+/* POST /api/v1/keys/rotate-kek {"reason"?}: a new KEK, online.
+ * Order matters for crash safety: the new KEK is made durable first
+ * (staged next to the current one), then one transaction rewraps every key
+ * under it with its audit record, then the staged KEK replaces the old.
+ * A crash between the commit and the replacement is finished at the next
+ * start (serve.c: the database says which KEK opens it). */
+struct rotate_ctx {
+    struct req *q;
+    const char *reason;
+};
+
+static int rotate_audit(void *ctx, struct vg_store *st, const struct vg_kek_rotation *r)
+{
+    (void)st;
+    struct rotate_ctx *rc = ctx;
+    char detail[400];
+    snprintf(detail, sizeof detail,
+             "KEK rotated: %d data keys, %d TOTP seeds, %d other values rewrapped; readings "
+             "untouched%s%s",
+             r->data_keys, r->secrets, r->other, rc->reason ? "; reason: " : "",
+             rc->reason ? rc->reason : "");
+    return audit_now(rc->q, "keys.rotate-kek", "kek", "success", detail);
+}
+
+static void post_rotate_kek(struct req *q)
+{
+    static const char *const allowed[] = {"reason", NULL};
+    struct vg_decision d;
+    if (authorize(q, VG_ACT_KEYS_ROTATE, NULL, NULL, &d) != 0)
+        return;
+    const char *reason = NULL;
+    json_t *body = NULL;
+    struct evbuffer *in = evhttp_request_get_input_buffer(q->r);
+    if (evbuffer_get_length(in)) {
+        if (!(body = read_body(q, allowed)))
+            return;
+        if (opt_string(q, body, "reason", 300, &reason)) {
+            json_decref(body);
+            return;
+        }
+        if (reason && strpbrk(reason, "\r\n")) {
+            json_decref(body);
+            problem(q, 400, "Invalid member", "'reason' must be one line");
+            return;
+        }
+    }
+    if (!q->api->has_kek_src) {
+        json_decref(body);
+        problem(q, 503, "KEK rotation unavailable", NULL);
+        return;
+    }
+    char err[512];
+    uint8_t *next = sodium_malloc(VG_KEY_BYTES);
+    if (!next) {
+        json_decref(body);
+        problem(q, 503, "Out of memory", NULL);
+        return;
+    }
+    vg_random(next, VG_KEY_BYTES);
+    if (vg_kek_source_stage_next(&q->api->kek_src, next, err, sizeof err) != 0) {
+        sodium_free(next);
+        json_decref(body);
+        vg_log_error("api: KEK rotation: cannot stage the new KEK: %s", err);
+        (void)audit_alone(q, "keys.rotate-kek", "kek", "failure", "cannot store the new KEK");
+        problem(q, 503, "Cannot store the new KEK", "nothing changed; see the server log");
+        return;
+    }
+    struct vg_kek_rotation r;
+    struct rotate_ctx ctx = {q, reason};
+    int rc = vg_store_rotate_kek(q->api->st, next, &r, rotate_audit, &ctx);
+    sodium_free(next);
+    if (rc) {
+        vg_log_error("api: KEK rotation failed, nothing changed: %s", vg_store_errmsg(q->api->st));
+        if (vg_kek_source_discard_next(&q->api->kek_src, err, sizeof err) != 0)
+            vg_log_error("api: KEK rotation: cannot remove the staged KEK: %s", err);
+        (void)audit_alone(q, "keys.rotate-kek", "kek", "failure",
+                          rc == VG_STORE_INTEGRITY ? "a wrapped key fails its integrity check"
+                                                   : "store error");
+        json_decref(body);
+        problem(q, rc == VG_STORE_INTEGRITY ? 409 : 503, "KEK rotation failed",
+                rc == VG_STORE_INTEGRITY
+                    ? "a value sealed under the KEK fails its integrity check; nothing changed"
+                    : "nothing changed; see the server log");
+        return;
+    }
+    /* Committed: the database now opens only with the new KEK. */
+    if (vg_kek_source_promote_next(&q->api->kek_src, err, sizeof err) != 0) {
+        vg_log_error("api: KEK rotation committed but the new KEK could not replace the old "
+                     "file (%s); both are kept and the next start finishes it", err);
+    } else {
+        vg_store_rotate_kek_done(q->api->st);
+    }
+    vg_log_warn("api: %s rotated the KEK (%d data keys rewrapped)", q->who.id, r.data_keys);
+    json_decref(body);
+    ok(q, 200, json_pack("{s:b, s:i, s:i, s:i}", "rotated", 1, "data_keys", r.data_keys,
+                         "secrets", r.secrets, "other", r.other));
+}
+
+void vg_api_set_kek_source(struct vg_api *api, const struct vg_kek_source *src)
+{
+    api->kek_src = *src;
+    api->has_kek_src = 1;
+}
+
 static void get_stats(struct req *q)
 {
     struct vg_decision d;
@@ -1956,6 +2140,16 @@ static void route(struct evhttp_request *r, void *arg)
             problem(&q, 405, "Method not allowed", NULL);
     } else if (!strcmp(path, "/api/v1/stats")) {
         get_stats(&q);
+    } else if (!strcmp(path, "/api/v1/keys/rotate-kek")) {
+        if (cmd == EVHTTP_REQ_POST)
+            post_rotate_kek(&q);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
+    } else if (!strcmp(path, "/metrics")) {
+        if (cmd == EVHTTP_REQ_GET)
+            get_metrics(&q);
+        else
+            problem(&q, 405, "Method not allowed", NULL);
     } else {
         problem(&q, 404, "No such route", NULL);
     }

@@ -30,4 +30,9 @@ int vg_api_listen(struct vg_api *api, const char *addr, char *err, size_t err_si
     VG_WARN_UNUSED;
 void vg_api_free(struct vg_api *api);
 
+/* Where the KEK lives (crypto/kek.h), for POST /api/v1/keys/rotate-kek:
+ * copied. Without it the route answers 503. */
+struct vg_kek_source;
+void vg_api_set_kek_source(struct vg_api *api, const struct vg_kek_source *src);
+
 #endif

@@ -33,6 +33,7 @@ static const struct {
     {"admin", VG_ACT_PATIENT_CREATE}, {"admin", VG_ACT_DEVICE_ENROLL},
     {"admin", VG_ACT_DEVICE_ASSIGN},  {"admin", VG_ACT_USER_MANAGE},
     {"admin", VG_ACT_STATS_READ},     {"biomed", VG_ACT_DEVICE_ENROLL},
+    {"security", VG_ACT_STATS_READ},
     {"biomed", VG_ACT_DEVICE_ASSIGN}, {"biomed", VG_ACT_STATS_READ},
     {"auditor", VG_ACT_AUDIT_READ},   {"admin", VG_ACT_PATIENT_ERASE},
     {"admin", VG_ACT_KEYS_ROTATE},
@@ -142,6 +143,8 @@ void vg_policy_decide(struct vg_store *st, const struct vg_principal *p, enum vg
     if (!strcmp(p->kind, "service") && vg_word_in(p->roles, "integration")) {
         if (a == VG_ACT_OBS_READ || a == VG_ACT_OBS_SUBSCRIBE)
             decide_scoped(p, a, patient, d);
+        else if (a == VG_ACT_STATS_READ && vg_word_in(p->scopes, "stats.read"))
+            allow(d, "scope"); /* a metrics scraper: counters, no patient data */
         else
             DENY(d, "a service principal acts only within its token's scopes");
         return;

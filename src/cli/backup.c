@@ -19,12 +19,14 @@
 
 #include "audit/audit.h"
 #include "cli/cli.h"
+#include "core/config.h"
 #include "crypto/crypto.h"
+#include "crypto/kek.h"
 #include "store/store.h"
 
 static const char backup_help[] =
     "Usage: vigil backup DIR OUT\n"
-    "       vigil restore OUT NEWDIR --kek KEKFILE\n"
+    "       vigil restore OUT NEWDIR (--kek KEKFILE | --kek-p11 KEKP11FILE)\n"
     "\n"
     "backup   copies the data directory DIR into the new directory OUT while\n"
     "         vigil may be running: the database as one consistent snapshot\n"
@@ -34,7 +36,12 @@ static const char backup_help[] =
     "         read, which is the point.\n"
     "restore  makes NEWDIR (must not exist) from the backup OUT and the KEK in\n"
     "         KEKFILE, checks that the KEK opens the database and that the\n"
-    "         audit trail verifies, and prints what it restored.\n";
+    "         audit trail verifies, and prints what it restored.\n"
+    "         When the backup's vigil.conf keeps the KEK in a PKCS#11 token\n"
+    "         ([keys] kek = pkcs11), give the saved keys/kek.p11 with --kek-p11:\n"
+    "         it is decrypted in the token named there (the token and PIN must\n"
+    "         be reachable) and NEWDIR gets its own keys/kek.p11, never a clear\n"
+    "         keys/kek.\n";
 
 static int copy_file(const char *from, const char *to, mode_t mode)
 {
@@ -187,7 +194,7 @@ int vg_cli_backup(int argc, char **argv)
 
 int vg_cli_restore(int argc, char **argv)
 {
-    const char *kek_file = NULL, *pos[2] = {NULL, NULL};
+    const char *kek_file = NULL, *kek_p11 = NULL, *pos[2] = {NULL, NULL};
     int npos = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -195,6 +202,8 @@ int vg_cli_restore(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "--kek") && i + 1 < argc) {
             kek_file = argv[++i];
+        } else if (!strcmp(argv[i], "--kek-p11") && i + 1 < argc) {
+            kek_p11 = argv[++i];
         } else if (argv[i][0] != '-' && npos < 2) {
             pos[npos++] = argv[i];
         } else {
@@ -202,7 +211,7 @@ int vg_cli_restore(int argc, char **argv)
             return 2;
         }
     }
-    if (npos != 2 || !kek_file) {
+    if (npos != 2 || !kek_file == !kek_p11) {
         fputs(backup_help, stderr);
         return 2;
     }
@@ -210,7 +219,28 @@ int vg_cli_restore(int argc, char **argv)
         return 1;
     char err[512], path[PATH_MAX], kek_path[PATH_MAX];
     uint8_t kek[VG_KEY_BYTES];
-    if (vg_kek_load(kek_file, kek, err, sizeof err) != 0) {
+    /* Where NEWDIR keeps its KEK is what the backup's vigil.conf says. */
+    struct vg_config cfg;
+    struct vg_kek_source ks, given;
+    vg_config_defaults(&cfg);
+    snprintf(path, sizeof path, "%s/vigil.conf", pos[0]);
+    if (vg_config_load(path, &cfg, err, sizeof err) != 0 ||
+        vg_kek_source_from_config(&cfg, pos[1], &ks, err, sizeof err) != 0) {
+        fprintf(stderr, "vigil restore: %s\n", err);
+        return 1;
+    }
+    if (kek_p11 && ks.kind != VG_KEK_PKCS11) {
+        fprintf(stderr, "vigil restore: --kek-p11 needs a backup whose vigil.conf has "
+                        "[keys] kek = pkcs11; this one keeps the KEK in a file (use --kek)\n");
+        return 2;
+    }
+    given = ks;
+    if (kek_p11 && vg_strlcpy(given.path, kek_p11, sizeof given.path) != 0) {
+        fprintf(stderr, "vigil restore: --kek-p11 path too long\n");
+        return 2;
+    }
+    if ((kek_file ? vg_kek_load(kek_file, kek, err, sizeof err)
+                  : vg_kek_source_load(&given, kek, err, sizeof err)) != 0) {
         fprintf(stderr, "vigil restore: %s\n", err);
         return 1;
     }
@@ -239,14 +269,11 @@ int vg_cli_restore(int argc, char **argv)
     int have_pk = vg_audit_pub_load(kek_path, pk, err, sizeof err) == 0;
     int vrc = vg_audit_verify_db(vg_store_db(st), have_pk ? pk : NULL, NULL, &res);
     vg_store_close(st);
-    snprintf(kek_path, sizeof kek_path, "%s/keys/kek", pos[1]);
-    int fd = open(kek_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    int ok = fd >= 0 && vg_write_all(fd, kek, sizeof kek) == 0 && fsync(fd) == 0;
-    if (fd >= 0)
-        close(fd);
+    /* keys/kek, or keys/kek.p11 encrypted anew in the token. */
+    int ok = vg_kek_source_save(&ks, kek, err, sizeof err) == 0;
     sodium_memzero(kek, sizeof kek);
     if (!ok) {
-        fprintf(stderr, "vigil restore: cannot write %s\n", kek_path);
+        fprintf(stderr, "vigil restore: %s\n", err);
         return 1;
     }
     if (vrc != 0) {

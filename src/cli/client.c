@@ -332,9 +332,15 @@ int vg_cli_patient(int argc, char **argv)
 
 static const char keys_help[] =
     "Usage: vigil keys rotate-patient ID [connection options]\n"
+    "       vigil keys rotate-kek [--reason TEXT] [connection options]\n"
     "\n"
-    "Retires patient ID's data key (admin): readings from now on are sealed\n"
-    "under a new key; earlier readings stay readable under theirs.\n\n";
+    "rotate-patient  retires patient ID's data key (admin): readings from now\n"
+    "                on are sealed under a new key; earlier readings stay\n"
+    "                readable under theirs.\n"
+    "rotate-kek      a new key-encryption key, online (admin): every data key\n"
+    "                is rewrapped under it in one transaction; readings are not\n"
+    "                rewritten. The old KEK then opens nothing in the database;\n"
+    "                keep it only as long as backups made before the rotation.\n\n";
 
 int vg_cli_keys(int argc, char **argv)
 {
@@ -344,7 +350,30 @@ int vg_cli_keys(int argc, char **argv)
     }
     struct vg_cli_conn c = {0};
     const char *pos[2];
-    int n = vg_cli_parse_args(argc, argv, &c, pos, 2, NULL, NULL, NULL, NULL);
+    static const char *const valued[] = {"--reason", NULL};
+    const char *values[1] = {NULL};
+    int n = vg_cli_parse_args(argc, argv, &c, pos, 2, NULL, NULL, valued, values);
+    if (n == 1 && !strcmp(pos[0], "rotate-kek")) {
+        struct vg_http_target t;
+        if (vg_cli_target(&c, &t) != 0)
+            return 1;
+        json_t *body = values[0] ? json_pack("{s:s}", "reason", values[0]) : json_object();
+        char *text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        struct vg_http_response resp;
+        int rc = vg_cli_call(&t, "POST", "/api/v1/keys/rotate-kek", text, &resp, 0);
+        free(text);
+        sodium_memzero(t.token, sizeof t.token);
+        if (rc)
+            return 1;
+        json_t *r = json_loadb(resp.body, resp.body_len, 0, NULL);
+        vg_http_response_free(&resp);
+        printf("KEK rotated: %lld data keys and %lld TOTP seeds rewrapped; readings untouched\n",
+               (long long)json_integer_value(json_object_get(r, "data_keys")),
+               (long long)json_integer_value(json_object_get(r, "secrets")));
+        json_decref(r);
+        return 0;
+    }
     if (n != 2 || strcmp(pos[0], "rotate-patient") || !vg_id_valid(pos[1])) {
         fprintf(stderr, "%s%s", keys_help, vg_cli_conn_help);
         return 2;

@@ -19,6 +19,9 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "crypto/crypto.h"
+#include "crypto/kek.h"
+#include "store/keyring.h"
+#include "store/retention.h"
 #include "mqtt/broker.h"
 #include "net/tls.h"
 #include "store/store.h"
@@ -40,6 +43,11 @@ struct serve {
     struct event_base *base;
     struct vg_broker *broker;
     struct event *tick;
+    /* The retention purge (store/retention.h), on the loop's store handle. */
+    struct vg_store *reader;
+    struct vg_retention retention;
+    int retention_interval_s;
+    struct event *purge;
     int64_t stop_deadline;
     int stopping;
 };
@@ -50,6 +58,26 @@ static void notify_trampoline(void *arg)
     struct vg_broker *b = __atomic_load_n(&s->broker, __ATOMIC_ACQUIRE);
     if (b)
         vg_broker_writer_notify(b);
+}
+
+/* Deletes what the retention rules say is due, at most PURGE_BUDGET
+ * readings per turn so the loop is never held long; comes back in a second
+ * while more is due, else after the configured interval. */
+#define PURGE_BUDGET 20000
+static void purge_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct serve *s = arg;
+    struct vg_purge_report rep;
+    int rc = vg_retention_purge(s->reader, &s->retention, vg_now_ms(), PURGE_BUDGET, &rep);
+    if (rc)
+        vg_log_error("retention: purge failed (will retry): %s", vg_store_errmsg(s->reader));
+    else if (rep.deleted)
+        vg_log_info("retention: deleted %lld readings past their retention (%d codes)%s",
+                    (long long)rep.deleted, rep.codes, rep.more ? "; more to do" : "");
+    struct timeval next = {rep.more && !rc ? 1 : s->retention_interval_s, 0};
+    event_add(s->purge, &next);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -209,19 +237,57 @@ int vg_cli_serve(int argc, char **argv)
     /* The KEK must be the one this database was created with; a missing or
      * wrong key stops here and is never replaced by a fresh one. */
     uint8_t *kek = sodium_malloc(VG_KEY_BYTES);
-    snprintf(path, sizeof path, "%s/keys/kek", dir);
-    if (!kek || vg_kek_load(path, kek, err, sizeof err) != 0) {
+    struct vg_kek_source kek_src; /* vigil.conf [keys]: keys/kek or a PKCS#11 token */
+    if (!kek || vg_kek_source_from_config(&cfg, dir, &kek_src, err, sizeof err) != 0 ||
+        vg_kek_source_load(&kek_src, kek, err, sizeof err) != 0) {
         fprintf(stderr, "vigil serve: cannot start: %s\n", kek ? err : "out of memory");
         sodium_free(kek);
         return 1;
     }
     snprintf(path, sizeof path, "%s/vigil.db", dir);
     struct vg_store *reader = NULL;
-    if (vg_store_open(path, kek, &reader, err, sizeof err) != VG_STORE_OK) {
-        fprintf(stderr, "vigil serve: cannot start: %s\n", err);
+    /* One keyring for both connections (store/keyring.h). A KEK staged by
+     * a rotation that was interrupted is tried too; the database says
+     * which of the two opens it, and the other is dropped. */
+    struct vg_keyring *ring = vg_keyring_new(kek);
+    uint8_t *staged = sodium_malloc(VG_KEY_BYTES);
+    int has_staged = ring && staged ? vg_kek_source_load_next(&kek_src, staged, err, sizeof err) : -1;
+    if (has_staged < 0) {
+        fprintf(stderr, "vigil serve: cannot start: %s\n", ring && staged ? err : "out of memory");
+        vg_keyring_unref(ring);
+        sodium_free(staged);
         sodium_free(kek);
         return 1;
     }
+    if (has_staged == VG_KEK_LOADED)
+        vg_keyring_rotate(ring, staged);
+    sodium_free(staged);
+    int which = 0;
+    int orc = vg_store_open_ring(path, ring, &reader, &which, err, sizeof err);
+    if (orc == VG_STORE_OK && has_staged == VG_KEK_LOADED) {
+        if (which == 0) {
+            /* The rotation committed; its KEK replaces the old file now. */
+            if (vg_kek_source_promote_next(&kek_src, err, sizeof err) == 0) {
+                vg_keyring_forget_previous(ring);
+                vg_log_warn("serve: finished an interrupted KEK rotation (the new KEK is in place)");
+            } else {
+                vg_log_error("serve: cannot put the rotated KEK in place: %s", err);
+            }
+        } else {
+            vg_keyring_revert(ring);
+            if (vg_kek_source_discard_next(&kek_src, err, sizeof err) == 0)
+                vg_log_warn("serve: a KEK rotation had not committed; its staged key was removed");
+            else
+                vg_log_error("serve: cannot remove an uncommitted staged KEK: %s", err);
+        }
+    }
+    if (orc != VG_STORE_OK) {
+        fprintf(stderr, "vigil serve: cannot start: %s\n", err);
+        vg_keyring_unref(ring);
+        sodium_free(kek);
+        return 1;
+    }
+    vg_keyring_unref(ring); /* the reader holds it; the writer takes its own reference */
     struct serve s = {0};
     uint8_t *audit_sk = sodium_malloc(VG_AUDIT_SK_BYTES);
     if (!audit_sk || load_audit_key(dir, reader, audit_sk, err, sizeof err) != 0) {
@@ -239,7 +305,8 @@ int vg_cli_serve(int argc, char **argv)
                                    .cp_records = cfg.checkpoint_records,
                                    .cp_seconds = cfg.checkpoint_seconds,
                                    .cp_log_path = p3,
-                                   .cp_syslog = cfg.checkpoint_syslog};
+                                   .cp_syslog = cfg.checkpoint_syslog,
+                                   .keyring = vg_store_keyring(reader)};
     struct vg_writer *writer =
         vg_writer_start(path, kek, &wopts, notify_trampoline, &s, err, sizeof err);
     sodium_free(kek);
@@ -284,6 +351,8 @@ int vg_cli_serve(int argc, char **argv)
     }
     s.broker = vg_broker_new(s.base, mqtt_tls, &cfg, writer, reader);
     api = s.broker ? vg_api_new(s.base, api_tls, &cfg, reader, dir, s.broker) : NULL;
+    if (api)
+        vg_api_set_kek_source(api, &kek_src);
     if (!api) {
         fprintf(stderr, "vigil serve: cannot start: out of memory or unreadable pki/ca.pem\n");
         goto out;
@@ -296,6 +365,18 @@ int vg_cli_serve(int argc, char **argv)
     struct event *sigint = evsignal_new(s.base, SIGINT, signal_cb, &s);
     struct event *sigterm = evsignal_new(s.base, SIGTERM, signal_cb, &s);
     s.tick = event_new(s.base, -1, EV_PERSIST, tick_cb, &s);
+    s.reader = reader;
+    s.retention_interval_s = cfg.retention.interval_s;
+    for (int i = 0; i < cfg.retention.n; i++)
+        if (vg_retention_set(&s.retention, cfg.retention.key[i], cfg.retention.value[i], err,
+                             sizeof err) != 0)
+            vg_log_error("retention: %s", err); /* checked at load; cannot happen */
+    if (vg_retention_longest(&s.retention) != 0 || s.retention.n) {
+        s.purge = event_new(s.base, -1, 0, purge_cb, &s);
+        struct timeval soon = {1, 0}; /* first run shortly after start */
+        if (s.purge)
+            event_add(s.purge, &soon);
+    }
     event_add(sigint, NULL);
     event_add(sigterm, NULL);
     char detail[600], digest[17];
@@ -312,6 +393,8 @@ int vg_cli_serve(int argc, char **argv)
     event_free(sigint);
     event_free(sigterm);
     event_free(s.tick);
+    if (s.purge)
+        event_free(s.purge);
     status = 0;
 out:
     vg_api_free(api);

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store/retention.h"
+
 void vg_config_defaults(struct vg_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -31,6 +33,9 @@ void vg_config_defaults(struct vg_config *cfg)
     cfg->checkpoint_records = 1000;
     cfg->checkpoint_seconds = 60;
     vg_strlcpy(cfg->log_level, "info", sizeof cfg->log_level);
+    cfg->retention.interval_s = 3600;
+    vg_strlcpy(cfg->kek_mode, "file", sizeof cfg->kek_mode);
+    vg_strlcpy(cfg->pkcs11_key_label, "vigil-kek-wrap", sizeof cfg->pkcs11_key_label);
 }
 
 struct load_ctx {
@@ -65,9 +70,123 @@ static const struct int_key int_keys[] = {
     {"audit", "checkpoint_seconds", offsetof(struct vg_config, checkpoint_seconds), 1, 86400},
 };
 
+/* A [keys] string: fits, has no control characters (it ends up in paths,
+ * token labels and messages). */
+static int keys_string(struct load_ctx *c, const char *name, const char *value, char *dst,
+                       size_t dst_size)
+{
+    for (const char *q = value; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+            snprintf(c->err, c->err_size, "[keys] %s: control characters are not allowed", name);
+            return 0;
+        }
+    if (vg_strlcpy(dst, value, dst_size) != 0) {
+        snprintf(c->err, c->err_size, "[keys] %s: longer than %zu bytes", name, dst_size - 1);
+        return 0;
+    }
+    return 1;
+}
+
+static int env_name_valid(const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return 0;
+    return 1;
+}
+
+static int on_keys(struct load_ctx *c, const char *name, const char *value)
+{
+    struct vg_config *cfg = c->cfg;
+    if (!strcmp(name, "kek")) {
+        if (strcmp(value, "file") && strcmp(value, "pkcs11")) {
+            snprintf(c->err, c->err_size, "[keys] kek: expected file or pkcs11");
+            return 0;
+        }
+        vg_strlcpy(cfg->kek_mode, value, sizeof cfg->kek_mode);
+        return 1;
+    }
+    if (!strcmp(name, "kek_file"))
+        return keys_string(c, name, value, cfg->kek_file, sizeof cfg->kek_file);
+    if (!strcmp(name, "pkcs11_module")) {
+        /* A relative module path would load whatever library sits in the
+         * working directory at start. */
+        if (value[0] && value[0] != '/') {
+            snprintf(c->err, c->err_size, "[keys] pkcs11_module: expected an absolute path");
+            return 0;
+        }
+        return keys_string(c, name, value, cfg->pkcs11_module, sizeof cfg->pkcs11_module);
+    }
+    if (!strcmp(name, "pkcs11_token"))
+        return keys_string(c, name, value, cfg->pkcs11_token, sizeof cfg->pkcs11_token);
+    if (!strcmp(name, "pkcs11_pin_file"))
+        return keys_string(c, name, value, cfg->pkcs11_pin_file, sizeof cfg->pkcs11_pin_file);
+    if (!strcmp(name, "pkcs11_pin_env")) {
+        if (value[0] && !env_name_valid(value)) {
+            snprintf(c->err, c->err_size,
+                     "[keys] pkcs11_pin_env: expected an environment variable name");
+            return 0;
+        }
+        return keys_string(c, name, value, cfg->pkcs11_pin_env, sizeof cfg->pkcs11_pin_env);
+    }
+    if (!strcmp(name, "pkcs11_key_label")) {
+        if (!value[0]) {
+            snprintf(c->err, c->err_size, "[keys] pkcs11_key_label: must not be empty");
+            return 0;
+        }
+        return keys_string(c, name, value, cfg->pkcs11_key_label, sizeof cfg->pkcs11_key_label);
+    }
+    snprintf(c->err, c->err_size, "unknown setting [keys] %s", name);
+    return 0;
+}
+
+/* [retention]: interval, or a rule checked now so a typo is an error at
+ * load, with its line, not a silent "keep". */
+static int on_retention(struct load_ctx *c, const char *name, const char *value)
+{
+    struct vg_config_retention *r = &c->cfg->retention;
+    if (!strcmp(name, "interval")) {
+        char *end = NULL;
+        long v = strtol(value, &end, 10);
+        if (!*value || *end || v < 60 || v > 86400) {
+            snprintf(c->err, c->err_size, "[retention] interval: expected seconds, 60 to 86400");
+            return 0;
+        }
+        r->interval_s = (int)v;
+        return 1;
+    }
+    struct vg_retention check = {0};
+    char why[160];
+    if (vg_retention_set(&check, name, value, why, sizeof why) != 0) {
+        snprintf(c->err, c->err_size, "[retention] %s", why);
+        return 0;
+    }
+    for (int i = 0; i < r->n; i++)
+        if (!strcmp(r->key[i], name)) {
+            vg_strlcpy(r->value[i], value, sizeof r->value[i]);
+            return 1;
+        }
+    if (r->n == VG_CONFIG_RETENTION_MAX) {
+        snprintf(c->err, c->err_size, "[retention] too many rules (at most %d)",
+                 VG_CONFIG_RETENTION_MAX);
+        return 0;
+    }
+    vg_strlcpy(r->key[r->n], name, sizeof r->key[r->n]);
+    vg_strlcpy(r->value[r->n], value, sizeof r->value[r->n]);
+    r->n++;
+    return 1;
+}
+
 static int on_kv(void *user, const char *section, const char *name, const char *value)
 {
     struct load_ctx *c = user;
+    if (!strcmp(section, "keys"))
+        return on_keys(c, name, value);
+    if (!strcmp(section, "retention"))
+        return on_retention(c, name, value);
     if (!strcmp(section, "listen") && (!strcmp(name, "mqtt") || !strcmp(name, "api"))) {
         char host[128], port[16];
         if (vg_config_split_addr(value, host, sizeof host, port, sizeof port) != 0) {
@@ -146,6 +265,8 @@ int vg_config_load(const char *path, struct vg_config *cfg, char *err, size_t er
     return 0;
 }
 
+/* The default vigil.conf: default_conf, then [keys] (default_keys and any
+ * active [keys] lines), then default_tail. */
 static const char default_conf[] =
     "# vigil.conf — configuration of one vigil data directory.\n"
     "# Every setting below shows its default; uncomment to change it.\n"
@@ -177,7 +298,31 @@ static const char default_conf[] =
     "\n"
     "[pki]\n"
     "# Validity of device certificates issued by `vigil device enroll`, days.\n"
-    "#device_cert_days = 397\n"
+    "#device_cert_days = 397\n";
+
+static const char default_keys[] =
+    "\n"
+    "[keys]\n"
+    "# The key-encryption key (KEK) wraps every patient's data key. It never\n"
+    "# goes into the database or a backup; losing it loses the readings.\n"
+    "# kek = file: the KEK is kek_file (default keys/kek), 32 bytes, 0600.\n"
+    "# kek = pkcs11: the KEK is kept encrypted (AES-256-GCM) by a key that\n"
+    "# never leaves a PKCS#11 token (an HSM, a smart card, SoftHSM2). kek_file\n"
+    "# (default keys/kek.p11) holds only that ciphertext: without the token\n"
+    "# and its PIN it opens nothing. The PIN is read from pkcs11_pin_file\n"
+    "# (mode 0600 or 0400) or from the environment variable pkcs11_pin_env.\n"
+    "# Relative paths are relative to this directory. The module, token and\n"
+    "# PIN lines below are examples: they have no default.\n"
+    "# `vigil init DIR --kek-pkcs11-...` writes them; see `vigil init --help`.\n"
+    "#kek = file\n"
+    "#kek_file = keys/kek\n"
+    "#pkcs11_module = /usr/lib/softhsm/libsofthsm2.so\n"
+    "#pkcs11_token = vigil\n"
+    "#pkcs11_pin_file = /etc/vigil/token.pin\n"
+    "#pkcs11_pin_env =\n"
+    "#pkcs11_key_label = vigil-kek-wrap\n";
+
+static const char default_tail[] =
     "\n"
     "[session]\n"
     "# People log in with a password and an authenticator code. A session\n"
@@ -217,24 +362,95 @@ static const char default_conf[] =
     "\n"
     "[log]\n"
     "# debug, info, warn or error. Logs never contain readings or secrets.\n"
-    "#level = info\n";
+    "#level = info\n"
+    "\n"
+    "[retention]\n"
+    "# How long readings are kept: 'keep' (forever, the default) or a number\n"
+    "# with h, d or y. Per LOINC code, per category (vital-signs, laboratory)\n"
+    "# or default; the most specific rule wins. A purge\n"
+    "# runs every 'interval' seconds and audits each deletion.\n"
+    "#default = keep\n"
+    "#vital-signs = 2y\n"
+    "#8867-4 = 400d\n"
+    "#interval = 3600\n";
 
-int vg_config_write_default(const char *path, char *err, size_t err_size)
+/* A value written into vigil.conf must read back unchanged through inih:
+ * no line breaks or other control characters, no ';' (inline comment), no
+ * '#', no blanks at either end (stripped on reading). */
+static int ini_value_ok(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')
+        return 0;
+    for (; *v; v++)
+        if ((unsigned char)*v < 0x20 || *v == 0x7f || *v == ';' || *v == '#')
+            return 0;
+    return 1;
+}
+
+static int write_conf(const char *path, const char *keys_active, char *err, size_t err_size)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         snprintf(err, err_size, "%s: cannot create: %s", path, strerror(errno));
         return -1;
     }
-    size_t len = sizeof default_conf - 1;
-    ssize_t w = write(fd, default_conf, len);
-    int ok = w == (ssize_t)len && fsync(fd) == 0;
+    int ok = vg_write_all(fd, default_conf, sizeof default_conf - 1) == 0 &&
+             vg_write_all(fd, default_keys, sizeof default_keys - 1) == 0 &&
+             vg_write_all(fd, keys_active, strlen(keys_active)) == 0 &&
+             vg_write_all(fd, default_tail, sizeof default_tail - 1) == 0 && fsync(fd) == 0;
+    int saved = errno;
     close(fd);
     if (!ok) {
-        snprintf(err, err_size, "%s: cannot write: %s", path, strerror(errno));
+        snprintf(err, err_size, "%s: cannot write: %s", path, strerror(saved));
+        (void)unlink(path); /* we created it (O_EXCL): no half configuration */
         return -1;
     }
     return 0;
+}
+
+int vg_config_write_default(const char *path, char *err, size_t err_size)
+{
+    return write_conf(path, "", err, err_size);
+}
+
+int vg_config_write_default_keys(const char *path, const struct vg_config *keys, char *err,
+                                 size_t err_size)
+{
+    char active[2048];
+    size_t len = 0;
+    if (!keys || strcmp(keys->kek_mode, "pkcs11") != 0)
+        return write_conf(path, "", err, err_size);
+    const struct {
+        const char *name, *value;
+    } lines[] = {
+        {"kek", keys->kek_mode},
+        {"kek_file", keys->kek_file},
+        {"pkcs11_module", keys->pkcs11_module},
+        {"pkcs11_token", keys->pkcs11_token},
+        {"pkcs11_pin_file", keys->pkcs11_pin_file},
+        {"pkcs11_pin_env", keys->pkcs11_pin_env},
+        {"pkcs11_key_label", keys->pkcs11_key_label},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        if (!lines[i].value[0])
+            continue; /* unset: the default applies */
+        if (!ini_value_ok(lines[i].value)) {
+            snprintf(err, err_size,
+                     "[keys] %s: a value with control characters, ';', '#' or blanks at "
+                     "either end cannot be written to vigil.conf",
+                     lines[i].name);
+            return -1;
+        }
+        int w = snprintf(active + len, sizeof active - len, "%s = %s\n", lines[i].name,
+                         lines[i].value);
+        if (w < 0 || (size_t)w >= sizeof active - len) {
+            snprintf(err, err_size, "[keys] settings too long");
+            return -1;
+        }
+        len += (size_t)w;
+    }
+    return write_conf(path, active, err, err_size);
 }
 
 int vg_config_split_addr(const char *addr, char *host, size_t host_size, char *port,

@@ -11,6 +11,16 @@
 
 #include "core/util.h"
 
+/* [retention]: rules as written ("8867-4" = "30d"), checked at load with
+ * store/retention.h's vg_retention_set; serve builds the policy from them. */
+#define VG_CONFIG_RETENTION_MAX 32
+struct vg_config_retention {
+    int n;
+    int interval_s;            /* how often the purge runs */
+    char key[VG_CONFIG_RETENTION_MAX][48];
+    char value[VG_CONFIG_RETENTION_MAX][16];
+};
+
 struct vg_config {
     /* [listen] */
     char mqtt_listen[128];      /* ADDR:PORT, default 127.0.0.1:8883 */
@@ -46,6 +56,20 @@ struct vg_config {
     int breakglass_minutes;     /* how long a break-glass grant lasts */
     /* [log] */
     char log_level[16];         /* debug, info, warn, error */
+    /* [retention] */
+    struct vg_config_retention retention;
+    /* [keys] — where the key-encryption key lives (crypto/kek.h) */
+    char kek_mode[8];           /* "file" (default) or "pkcs11" */
+    char kek_file[512];         /* relative to the data dir or absolute;
+                                   empty = keys/kek (file) or keys/kek.p11
+                                   (pkcs11: the token-encrypted KEK) */
+    char pkcs11_module[512];    /* absolute path of the PKCS#11 module */
+    char pkcs11_token[33];      /* token label (at most 32 bytes) */
+    char pkcs11_pin_file[512];  /* user PIN file (0600/0400), relative to
+                                   the data dir or absolute... */
+    char pkcs11_pin_env[64];    /* ...or the environment variable with it */
+    char pkcs11_key_label[65];  /* CKA_LABEL of the token's AES-256 key,
+                                   default vigil-kek-wrap */
 };
 
 /* Fills *cfg with the built-in defaults. */
@@ -58,6 +82,13 @@ int vg_config_load(const char *path, struct vg_config *cfg, char *err, size_t er
 
 /* Writes the commented default vigil.conf to 'path' (O_EXCL, mode 0600). */
 int vg_config_write_default(const char *path, char *err, size_t err_size) VG_WARN_UNUSED;
+
+/* The same file, with the [keys] settings of 'keys' written as active lines
+ * under the commented defaults when keys->kek_mode is "pkcs11" (`vigil
+ * init --kek-pkcs11-...`). Refuses values that would not read back as
+ * written: control characters, ';', '#', or leading/trailing blanks. */
+int vg_config_write_default_keys(const char *path, const struct vg_config *keys, char *err,
+                                 size_t err_size) VG_WARN_UNUSED;
 
 /* Splits "ADDR:PORT" or "[V6]:PORT" into host and port strings. 0 or -1. */
 int vg_config_split_addr(const char *addr, char *host, size_t host_size,

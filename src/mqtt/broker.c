@@ -1123,6 +1123,8 @@ int vg_broker_idle(struct vg_broker *b)
 
 void vg_broker_stats(const struct vg_broker *b, struct vg_broker_stats *out) { *out = b->stats; }
 
+struct vg_writer *vg_broker_writer(struct vg_broker *b) { return b->writer; }
+
 int vg_broker_disconnect_device(struct vg_broker *b, const char *id, const char *why)
 {
     int n = 0;

@@ -59,6 +59,9 @@ int vg_broker_idle(struct vg_broker *b);
 
 void vg_broker_stats(const struct vg_broker *b, struct vg_broker_stats *out);
 
+/* The store writer the broker feeds (borrowed), for its metrics. */
+struct vg_writer *vg_broker_writer(struct vg_broker *b);
+
 /* Closes the live session(s) of device 'id' at once (after quarantine or
  * revocation), auditing each with 'why'. Returns how many were closed. */
 int vg_broker_disconnect_device(struct vg_broker *b, const char *id, const char *why);

@@ -29,17 +29,13 @@ int vg_retention_set(struct vg_retention *r, const char *key, const char *value,
         snprintf(err, err_size, "retention key too long");
         return -1;
     }
-    if (strcmp(key, "default") != 0) {
-        if (!strncmp(key, "category:", 9)) {
-            if (!known_category(key + 9)) {
-                snprintf(err, err_size, "unknown category '%s' (vital-signs, laboratory)", key + 9);
-                return -1;
-            }
-        } else if (!vg_vital_lookup(key, strlen(key))) {
-            snprintf(err, err_size, "'%s' is not a code vigil accepts, nor category:NAME or default",
-                     key);
-            return -1;
-        }
+    if (strcmp(key, "default") != 0 && !known_category(key) &&
+        !vg_vital_lookup(key, strlen(key))) {
+        snprintf(err, err_size,
+                 "'%s' is not a code vigil accepts, nor a category (vital-signs, laboratory), "
+                 "nor default",
+                 key);
+        return -1;
     }
     int64_t keep = 0;
     if (strcmp(value, "keep") != 0) {
@@ -88,12 +84,8 @@ int64_t vg_retention_for(const struct vg_retention *r, const char *code)
     if (rule)
         return rule->keep_ms;
     const struct vg_vital *v = vg_vital_lookup(code, strlen(code));
-    if (v) {
-        char key[VG_RETENTION_KEY_MAX];
-        snprintf(key, sizeof key, "category:%s", v->category);
-        if ((rule = find(r, key)))
-            return rule->keep_ms;
-    }
+    if (v && (rule = find(r, v->category)))
+        return rule->keep_ms;
     rule = find(r, "default");
     return rule ? rule->keep_ms : 0;
 }

@@ -2,7 +2,7 @@
  * enforces it.
  *
  * Policy (vigil.conf [retention], see core/config.h): a rule per LOINC code
- * ("8867-4 = 30d"), per FHIR category ("category:vital-signs = 1y"), and a
+ * ("8867-4 = 30d"), per FHIR category ("vital-signs = 1y"), and a
  * default ("default = keep", the built-in). The most specific rule wins:
  * code, then category, then default. "keep" means forever.
  *
@@ -31,7 +31,7 @@
 #define VG_RETENTION_KEY_MAX 48
 
 struct vg_retention_rule {
-    char key[VG_RETENTION_KEY_MAX]; /* "default", "category:NAME" or a LOINC code */
+    char key[VG_RETENTION_KEY_MAX]; /* "default", a category name or a LOINC code */
     int64_t keep_ms;                /* 0 = keep forever */
 };
 
@@ -42,8 +42,8 @@ struct vg_retention {
 
 /* Adds or replaces the rule for 'key' from a value: "keep", or a positive
  * whole number followed by h (hours), d (days) or y (365 days), at most 100
- * years. The key must be "default", "category:" followed by a category of
- * the vital-sign table, or a code of that table. Returns 0, or -1 with the
+ * years. The key must be "default", a category of the vital-sign table
+ * (vital-signs, laboratory), or a code of that table. Returns 0, or -1 with the
  * reason in err. */
 int vg_retention_set(struct vg_retention *r, const char *key, const char *value, char *err,
                      size_t err_size) VG_WARN_UNUSED;

@@ -1227,7 +1227,10 @@ static int rewrap_all(struct vg_store *st, struct vg_kek_rotation *out)
 }
 
 int vg_store_rotate_kek(struct vg_store *st, const uint8_t next[VG_KEY_BYTES],
-                        struct vg_kek_rotation *out)
+                        struct vg_kek_rotation *out,
+                        int (*in_tx)(void *ctx, struct vg_store *st,
+                                     const struct vg_kek_rotation *r),
+                        void *ctx)
 {
     memset(out, 0, sizeof *out);
     if (!sqlite3_get_autocommit(st->db)) {
@@ -1244,6 +1247,8 @@ int vg_store_rotate_kek(struct vg_store *st, const uint8_t next[VG_KEY_BYTES],
     int rc = vg_store_begin(st);
     if (!rc)
         rc = rewrap_all(st, out);
+    if (!rc && in_tx)
+        rc = in_tx(ctx, st, out);
     if (!rc)
         rc = vg_store_commit(st);
     if (rc) {

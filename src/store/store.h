@@ -197,7 +197,12 @@ struct vg_kek_rotation {
  * vg_store_rotate_kek_done once the old KEK file is replaced, which wipes
  * the old KEK from memory. */
 int vg_store_rotate_kek(struct vg_store *st, const uint8_t next[VG_KEY_BYTES],
-                        struct vg_kek_rotation *out) VG_WARN_UNUSED;
+                        struct vg_kek_rotation *out,
+                        int (*in_tx)(void *ctx, struct vg_store *st,
+                                     const struct vg_kek_rotation *r),
+                        void *ctx) VG_WARN_UNUSED;
+/* in_tx (may be NULL) runs inside the rotation's transaction just before
+ * the commit, e.g. to append the audit record; non-zero aborts it all. */
 void vg_store_rotate_kek_done(struct vg_store *st);
 
 /* Key rotation and crypto-shredding (inside the caller's transaction). */

@@ -27,7 +27,7 @@ static void test_rules_parse(void **state)
     char err[200];
     assert_int_equal(vg_retention_set(&r, "default", "keep", err, sizeof err), 0);
     assert_int_equal(vg_retention_set(&r, "8867-4", "30d", err, sizeof err), 0);
-    assert_int_equal(vg_retention_set(&r, "category:laboratory", "2y", err, sizeof err), 0);
+    assert_int_equal(vg_retention_set(&r, "laboratory", "2y", err, sizeof err), 0);
     assert_int_equal(vg_retention_set(&r, "9279-1", "12h", err, sizeof err), 0);
     assert_int_equal(vg_retention_for(&r, "8867-4"), 30 * DAY);
     assert_int_equal(vg_retention_for(&r, "2339-0"), 2 * 365 * DAY); /* via category */
@@ -35,7 +35,7 @@ static void test_rules_parse(void **state)
     assert_int_equal(vg_retention_for(&r, "8310-5"), 0);             /* default: keep */
     assert_int_equal(vg_retention_longest(&r), 0); /* something is kept forever */
     /* A code rule beats its category; replacing a rule keeps one entry. */
-    assert_int_equal(vg_retention_set(&r, "category:vital-signs", "1y", err, sizeof err), 0);
+    assert_int_equal(vg_retention_set(&r, "vital-signs", "1y", err, sizeof err), 0);
     assert_int_equal(vg_retention_set(&r, "8867-4", "60d", err, sizeof err), 0);
     assert_int_equal(vg_retention_for(&r, "8867-4"), 60 * DAY);
     assert_int_equal(vg_retention_for(&r, "8310-5"), 365 * DAY);
@@ -57,8 +57,9 @@ static void test_rules_refused(void **state)
     }
     assert_int_equal(vg_retention_set(&r, "1234-5", "30d", err, sizeof err), -1);
     assert_non_null(strstr(err, "not a code"));
-    assert_int_equal(vg_retention_set(&r, "category:imaging", "30d", err, sizeof err), -1);
-    assert_non_null(strstr(err, "unknown category"));
+    assert_int_equal(vg_retention_set(&r, "imaging", "30d", err, sizeof err), -1);
+    assert_non_null(strstr(err, "nor a category"));
+    assert_int_equal(vg_retention_set(&r, "category:vital-signs", "30d", err, sizeof err), -1);
     assert_int_equal(r.n, 0); /* nothing half-added */
 }
 

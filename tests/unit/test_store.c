@@ -601,7 +601,7 @@ static void test_rotate_kek_online(void **state)
     uint8_t next[VG_KEY_BYTES];
     vg_random(next, sizeof next);
     struct vg_kek_rotation rot;
-    assert_int_equal(vg_store_rotate_kek(f->st, next, &rot), VG_STORE_OK);
+    assert_int_equal(vg_store_rotate_kek(f->st, next, &rot, NULL, NULL), VG_STORE_OK);
     assert_int_equal(rot.data_keys, 3);
     assert_int_equal(rot.secrets, 1);
     assert_int_equal(rot.other, 2);
@@ -635,7 +635,7 @@ static void test_rotate_kek_online(void **state)
     /* Nothing was rewrapped twice: a second rotation from here is clean. */
     uint8_t third[VG_KEY_BYTES];
     vg_random(third, sizeof third);
-    assert_int_equal(vg_store_rotate_kek(f->st, third, &rot), VG_STORE_OK);
+    assert_int_equal(vg_store_rotate_kek(f->st, third, &rot, NULL, NULL), VG_STORE_OK);
     assert_int_equal(rot.data_keys, 4);
     vg_store_rotate_kek_done(f->st);
     memcpy(f->kek, third, sizeof third);
@@ -653,7 +653,7 @@ static void test_rotate_kek_refuses_tampered_key(void **state)
     uint8_t next[VG_KEY_BYTES];
     vg_random(next, sizeof next);
     struct vg_kek_rotation rot;
-    assert_int_equal(vg_store_rotate_kek(f->st, next, &rot), VG_STORE_INTEGRITY);
+    assert_int_equal(vg_store_rotate_kek(f->st, next, &rot, NULL, NULL), VG_STORE_INTEGRITY);
     assert_non_null(strstr(vg_store_errmsg(f->st), "neither"));
     /* Nothing changed: the keyring is back on the old KEK, which still
      * opens the database and P1's readings; the new one opens nothing. */
@@ -663,6 +663,31 @@ static void test_rotate_kek_refuses_tampered_key(void **state)
     assert_int_equal(vg_store_open(f->db, next, &st, err, sizeof err), VG_STORE_BAD_KEK);
     vg_store_close(f->st);
     assert_int_equal(vg_store_open(f->db, f->kek, &f->st, err, sizeof err), VG_STORE_OK);
+    assert_int_equal(count_obs(f->st, "P1"), 1);
+}
+
+static int refuse_in_tx(void *ctx, struct vg_store *st, const struct vg_kek_rotation *r)
+{
+    (void)st;
+    *(int *)ctx = r->data_keys;
+    return VG_STORE_ERROR; /* e.g. the audit record could not be written */
+}
+
+static void test_rotate_kek_aborts_when_audit_fails(void **state)
+{
+    struct fx *f = *state;
+    char id[VG_OBS_ID_MAX], err[256];
+    add_patient_device(f->st, "P1", "dev1");
+    put(f->st, "P1", "dev1", 70, id);
+    uint8_t next[VG_KEY_BYTES];
+    vg_random(next, sizeof next);
+    struct vg_kek_rotation rot;
+    int seen = -1;
+    assert_int_equal(vg_store_rotate_kek(f->st, next, &rot, refuse_in_tx, &seen), VG_STORE_ERROR);
+    assert_int_equal(seen, 1); /* it ran inside, after the rewrap */
+    assert_false(vg_keyring_rotating(vg_store_keyring(f->st)));
+    struct vg_store *st = NULL;
+    assert_int_equal(vg_store_open(f->db, next, &st, err, sizeof err), VG_STORE_BAD_KEK);
     assert_int_equal(count_obs(f->st, "P1"), 1);
 }
 
@@ -678,7 +703,7 @@ static void test_open_after_committed_rotation(void **state)
     uint8_t next[VG_KEY_BYTES];
     vg_random(next, sizeof next);
     struct vg_kek_rotation rot;
-    assert_int_equal(vg_store_rotate_kek(f->st, next, &rot), VG_STORE_OK);
+    assert_int_equal(vg_store_rotate_kek(f->st, next, &rot, NULL, NULL), VG_STORE_OK);
     vg_store_close(f->st);
     f->st = NULL;
 
@@ -729,6 +754,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotate_kek_online, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_kek_refuses_tampered_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_after_committed_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_kek_aborts_when_audit_fails, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
