@@ -164,7 +164,9 @@ int vg_audit_append(struct vg_store *st, const struct vg_audit_event *ev)
     step = sqlite3_step(s);
     sqlite3_finalize(s);
     if (step != SQLITE_DONE)
-        return (step & 0xff) == SQLITE_FULL ? VG_STORE_FULL : VG_STORE_ERROR;
+        return (step & 0xff) == SQLITE_FULL    ? VG_STORE_FULL
+               : (step & 0xff) == SQLITE_IOERR ? VG_STORE_IO
+                                              : VG_STORE_ERROR;
     return VG_STORE_OK;
 }
 
@@ -338,7 +340,9 @@ int vg_audit_checkpoint_write(struct vg_store *st, const uint8_t sk[VG_AUDIT_SK_
     step = sqlite3_step(s);
     sqlite3_finalize(s);
     if (step != SQLITE_DONE) {
-        rc = (step & 0xff) == SQLITE_FULL ? VG_STORE_FULL : VG_STORE_ERROR;
+        rc = (step & 0xff) == SQLITE_FULL    ? VG_STORE_FULL
+               : (step & 0xff) == SQLITE_IOERR ? VG_STORE_IO
+                                              : VG_STORE_ERROR;
         goto out;
     }
     rc = vg_store_commit(st);
