@@ -770,7 +770,7 @@ static void test_writer_io_error_then_recovers(void **state)
      * reopened connection. */
     disarm();
     int sd = VG_STORE_IO;
-    int64_t deadline = now_ms() + 3000;
+    int64_t deadline = now_ms() + 15000; /* generous: ASan builds on a loaded machine */
     while (sd != VG_STORE_OK && now_ms() < deadline) {
         sd = submit_wait(w, td, 2, &stored);
         if (sd != VG_STORE_OK)
@@ -834,7 +834,7 @@ static void test_writer_disk_full_then_recovers(void **state)
 
     disarm();
     int st = VG_STORE_FULL;
-    int64_t deadline = now_ms() + 3000;
+    int64_t deadline = now_ms() + 15000; /* generous: ASan builds on a loaded machine */
     while (st != VG_STORE_OK && now_ms() < deadline) {
         st = submit_wait(w, t + 100, 2, NULL);
         if (st != VG_STORE_OK)
